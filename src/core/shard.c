@@ -136,7 +136,7 @@ static int list_segments(const char *dir, uint64_t **out, size_t *n) {
         free(v);
         return rc;
     }
-    qsort(v, len, sizeof *v, cmp_u64);
+    if (len > 1) qsort(v, len, sizeof *v, cmp_u64);
     *out = v;
     *n = len;
     return TR_OK;
