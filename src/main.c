@@ -1,0 +1,192 @@
+/* tributary: the command line. `tributary serve` reads the configuration (defaults, then
+ * --config FILE, then flags), opens the data directory's catalog and store, and serves until
+ * SIGTERM/SIGINT. Exit codes: 0 clean stop, 1 runtime failure, 2 usage error. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/catalog.h"
+#include "core/store.h"
+#include "net/server.h"
+#include "net/signals.h"
+#include "net/storecfg.h"
+#include "util/config.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#ifndef TR_VERSION
+#define TR_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tributary serve [--listen ADDR:PORT] [--data-dir DIR] [--config FILE]\n"
+            "                       [--log-level debug|info|warn|error]\n"
+            "                       [--tls-cert FILE --tls-key FILE]\n"
+            "       tributary --version\n"
+            "       tributary --help\n"
+            "\n"
+            "A self-hosted, wire-compatible Amazon Kinesis server.\n"
+            "Flags override the config file; see docs/configuration.md for every key.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "tributary: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    usage(stderr);
+    return 2;
+}
+
+/* The flags of `serve`, each the name of a config key (applied after the file). */
+static const struct option serve_options[] = {
+    {"listen", required_argument, NULL, 'l'},    {"data-dir", required_argument, NULL, 'd'},
+    {"config", required_argument, NULL, 'c'},    {"log-level", required_argument, NULL, 'L'},
+    {"tls-cert", required_argument, NULL, 'C'},  {"tls-key", required_argument, NULL, 'K'},
+    {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+};
+
+static const char *flag_key(int opt) {
+    switch (opt) {
+    case 'l': return "listen";
+    case 'd': return "data_dir";
+    case 'L': return "log_level";
+    case 'C': return "tls_cert";
+    case 'K': return "tls_key";
+    default: return NULL;
+    }
+}
+
+typedef struct {
+    const char *key;
+    const char *value;
+} flag_setting;
+
+/* Parses serve's flags into cfg (file first, flags after). Returns 0, 2 (usage) or -1 (help
+ * printed, exit 0). */
+static int parse_serve(int argc, char **argv, tr_config *cfg) {
+    flag_setting flags[16];
+    int nflags = 0;
+    const char *config_file = NULL;
+    opterr = 0;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":h", serve_options, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return -1;
+        }
+        if (opt == '?') return usage_error("unknown option '%s'", argv[optind - 1]);
+        if (opt == ':') return usage_error("option '%s' needs a value", argv[optind - 1]);
+        if (opt == 'c') {
+            config_file = optarg;
+            continue;
+        }
+        if (nflags == (int)(sizeof flags / sizeof flags[0]))
+            return usage_error("too many options");
+        flags[nflags++] = (flag_setting){flag_key(opt), optarg};
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+
+    char err[1200];
+    tr_config_defaults(cfg);
+    if (config_file != NULL && tr_config_load_file(cfg, config_file, err, sizeof err) != 0)
+        return usage_error("%s", err);
+    for (int i = 0; i < nflags; i++) {
+        if (tr_config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
+            return usage_error("%s", err);
+    }
+    if (tr_config_validate(cfg, err, sizeof err) != 0) return usage_error("%s", err);
+    return 0;
+}
+
+static int ensure_dir(const char *dir) {
+    if (mkdir(dir, 0755) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+        errno = ENOTDIR;
+    }
+    fprintf(stderr, "tributary: cannot create data directory %s: %s\n", dir, strerror(errno));
+    return -1;
+}
+
+/* Opens what the server serves, runs it, and closes everything in reverse order. */
+static int serve(const tr_config *cfg) {
+    tr_log_set_level(cfg->log_level);
+    if (ensure_dir(cfg->data_dir) != 0) return 1;
+
+    char err[1200], path[TR_CONFIG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
+    tr_catalog *catalog = tr_catalog_open(path, err, sizeof err);
+    if (catalog == NULL) {
+        fprintf(stderr, "tributary: cannot open catalog %s: %s\n", path, err);
+        return 1;
+    }
+    tr_store_config scfg;
+    tr_config_fill_store(cfg, &scfg);
+    tr_store *store = NULL;
+    int rc = tr_store_open(&scfg, &store);
+    if (rc != TR_OK) {
+        fprintf(stderr, "tributary: cannot open store in %s: %s\n", cfg->data_dir,
+                tr_strerror(rc));
+        tr_catalog_close(catalog);
+        return 1;
+    }
+    tr_server *srv = NULL;
+    rc = tr_server_new(cfg, store, &srv);
+    int status = 1;
+    if (rc != TR_OK) {
+        fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
+    } else if (tr_server_listen(srv, err, sizeof err) != 0) {
+        fprintf(stderr, "tributary: %s\n", err);
+    } else {
+        tr_info("msg=\"tributary listening\" version=%s listen=%s:%d tls=%s data_dir=\"%s\" "
+                "fsync=%s fsync_interval_ms=%lld storage_threads=%d worker_threads=%d",
+                TR_VERSION, cfg->listen_host, cfg->listen_port, cfg->tls_cert[0] ? "on" : "off",
+                cfg->data_dir, tr_config_fsync_name(cfg->fsync),
+                (long long)cfg->fsync_interval_ms, cfg->storage_threads, cfg->worker_threads);
+        status = tr_server_run(srv) == 0 ? 0 : 1;
+    }
+    /* The server goes first so nothing appends while the store flushes and syncs. */
+    tr_server_free(srv);
+    tr_store_close(store);
+    tr_catalog_close(catalog);
+    if (status == 0) tr_info("msg=\"stopped cleanly\"");
+    return status;
+}
+
+int main(int argc, char **argv) {
+    /* Before any thread starts, so every thread inherits the blocked stop signals. */
+    if (tr_signals_block() != 0) {
+        fprintf(stderr, "tributary: cannot set up signal handling\n");
+        return 1;
+    }
+    if (argc < 2) return usage_error("missing command");
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("tributary %s\n", TR_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") != 0) {
+        if (argv[1][0] == '-') return usage_error("unknown option '%s'", argv[1]);
+        return usage_error("unknown command '%s'", argv[1]);
+    }
+    tr_config cfg;
+    int rc = parse_serve(argc - 1, argv + 1, &cfg);
+    if (rc == -1) return 0;
+    if (rc != 0) return rc;
+    return serve(&cfg);
+}

@@ -1,0 +1,132 @@
+/* Private to src/net: the request and server structs and the functions the net files share.
+ * Handlers never include this; they use net/http.h. */
+#ifndef TR_NET_INTERNAL_H
+#define TR_NET_INTERNAL_H
+
+#include <libwebsockets.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "net/http.h"
+#include "net/reqid.h"
+#include "net/router.h"
+#include "net/server.h"
+#include "net/signals.h"
+
+#define TR_OP_MAX 64
+#define TR_ERRTYPE_MAX 64
+#define TR_WRITE_CHUNK 16384       /* one lws_write; an HTTP/2 DATA frame's default max */
+#define TR_DRAIN_LOW_WATER 65536   /* on_drain fires when a stream's queue falls below this */
+
+typedef struct tr_kv {
+    struct tr_kv *next;
+    char *name, *value;
+} tr_kv;
+
+typedef enum {
+    RESP_NONE = 0,   /* no answer yet */
+    RESP_QUEUED,     /* answer set; headers not yet written */
+    RESP_BODY,       /* headers written; body (or stream) being written */
+    RESP_DONE,       /* everything written, END_STREAM / final chunk sent */
+} resp_state;
+
+struct tr_req {
+    tr_server *srv;
+    struct lws *wsi;          /* NULL once the request is dead */
+    int refs;
+    const tr_route *route;    /* NULL for built-in answers (unknown route, draining) */
+    const tr_handler *handler;
+    void *ctx;                /* the route's ctx */
+    void *user;
+
+    char method[16];
+    char *path, *query, *target;
+    char op[TR_OP_MAX];
+    char id[TR_UUID_LEN + 1];
+    char id2[TR_AMZ_ID2_LEN + 1];
+    int h2, tls;
+    int64_t start_ns;
+    tr_kv *hdr_cache;         /* looked-up request headers, owned */
+
+    /* request body */
+    int stream_body;          /* chunks go to handler->on_body */
+    int body_done;
+    int dispatched;           /* on_request called */
+    uint64_t body_limit;
+    uint8_t *body;
+    size_t body_len, body_cap;
+
+    /* response */
+    resp_state resp;
+    int status;
+    int streaming;            /* unknown length: chunked (h1) or open DATA frames (h2) */
+    int ended;                /* tr_resp_end called */
+    int close_after;          /* drop the connection once written (413) */
+    char content_type[128];
+    char err_type[TR_ERRTYPE_MAX];
+    tr_kv *resp_headers;      /* owned, in insertion order */
+    uint8_t *out;             /* queued body bytes: out[out_off .. out_len) */
+    size_t out_off, out_len, out_cap;
+    int finished;             /* metrics/log done and detached from the wsi */
+};
+
+/* The per-connection (h1) or per-stream (h2) user data lws allocates. */
+typedef struct tr_pss {
+    tr_req *req;
+} tr_pss;
+
+struct tr_server {
+    tr_config cfg;
+    tr_store *store;
+    tr_router *router;
+    tr_taskq *tasks;
+    tr_workpool *pool;
+    tr_signals *signals;
+    struct lws_context *lws;
+    struct lws_vhost *vhost;     /* plain HTTP/1.1 (and the raw watchers) */
+    struct lws_vhost *vhost_h2;  /* plain HTTP/2 with prior knowledge */
+    struct lws_vhost *vhost_tls; /* TLS with ALPN h2/http1.1; NULL without a certificate */
+    struct lws *listen_wsi;      /* our listening socket, watched as a raw descriptor */
+    lws_sorted_usec_list_t drain_sul;
+    tr_task stop_task;
+    atomic_int stop_posted;   /* stop_task queued once */
+    int stopping;             /* draining: no new connections or requests */
+    int done;                 /* leave the service loop */
+    int64_t drain_deadline_ns;
+    int64_t inflight;         /* requests created and not yet finished */
+};
+
+/* request.c */
+tr_req *tr_req_create(tr_server *srv, struct lws *wsi, const char *uri, size_t uri_len);
+/* Routes the request (or picks a built-in handler) and runs on_headers. Returns 0 or -1. */
+int tr_req_begin(tr_req *req);
+/* A piece of body from lws: accumulates or streams. Returns 0, or -1 to drop. */
+int tr_req_on_body(tr_req *req, const uint8_t *data, size_t len);
+/* The body is complete: runs on_request once. */
+void tr_req_body_complete(tr_req *req);
+/* The connection or stream is gone: the request dies (on_close, metrics) and is unref'd. */
+void tr_req_detach(tr_req *req);
+int64_t tr_now_ns(void);
+
+/* response.c */
+/* Writes what is due on WRITEABLE. Returns 0, or -1 to close the connection/stream. */
+int tr_resp_on_writeable(tr_req *req);
+void tr_kv_free_all(tr_kv *kv);
+
+/* listener.c */
+int tr_listener_bind(const tr_config *c, int *out_fd, char *err, size_t err_len);
+/* Watches the bound socket from the loop; takes ownership of fd. Returns 0 or -1. */
+int tr_listener_start(tr_server *s, int fd);
+/* Closes the listening socket: no new connections. */
+void tr_listener_stop(tr_server *s);
+int tr_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len);
+
+/* builtin.c */
+extern const tr_handler tr_builtin_not_found;
+extern const tr_handler tr_builtin_draining;
+int tr_builtin_register(tr_server *s);
+/* Counts the finished request in the metrics registry and logs it at debug level. */
+void tr_builtin_observe(const tr_req *req);
+
+#endif

@@ -1,0 +1,316 @@
+/* The request object: creation from an lws transaction, routing, header lookup, body
+ * accumulation or streaming, and the end of its life. The response side is response.c. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "net/internal.h"
+#include "util/error.h"
+#include "util/log.h"
+
+int64_t tr_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Copies an lws header token into a fresh string; NULL when absent or out of memory. */
+static char *copy_token(struct lws *wsi, enum lws_token_indexes t) {
+    int len = lws_hdr_total_length(wsi, t);
+    if (len <= 0) return NULL;
+    char *s = malloc((size_t)len + 1);
+    if (s == NULL) return NULL;
+    if (lws_hdr_copy(wsi, s, len + 1, t) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* lws hands the method as an index on HTTP/1.1 and as the :method pseudo-header on h2. */
+static int read_method(tr_req *req) {
+    static const char *const names[] = {"GET",    "POST",    "OPTIONS", "PUT",
+                                        "PATCH",  "DELETE",  "CONNECT", "HEAD"};
+    char *uri;
+    int uri_len;
+    int m = lws_http_get_uri_and_method(req->wsi, &uri, &uri_len);
+    if (m >= 0 && m < (int)(sizeof names / sizeof names[0])) {
+        snprintf(req->method, sizeof req->method, "%s", names[m]);
+        return 0;
+    }
+    return lws_hdr_copy(req->wsi, req->method, sizeof req->method,
+                        WSI_TOKEN_HTTP_COLON_METHOD) > 0 ? 0 : -1;
+}
+
+/* lws splits the query into '&'-separated fragments (already %-decoded); join them again. */
+static char *read_query(struct lws *wsi) {
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    if (total <= 0) return strdup("");
+    size_t cap = (size_t)total + 64; /* room for the separators */
+    char *q = malloc(cap);
+    if (q == NULL) return NULL;
+    size_t len = 0;
+    char frag[1024];
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0) break;
+        if (len + (size_t)n + 2 > cap) break; /* cannot happen: total covers the fragments */
+        if (len > 0) q[len++] = '&';
+        memcpy(q + len, frag, (size_t)n);
+        len += (size_t)n;
+    }
+    q[len] = '\0';
+    return q;
+}
+
+tr_req *tr_req_create(tr_server *srv, struct lws *wsi, const char *uri, size_t uri_len) {
+    tr_req *req = calloc(1, sizeof *req);
+    if (req == NULL) return NULL;
+    req->srv = srv;
+    req->wsi = wsi;
+    req->refs = 1;
+    req->start_ns = tr_now_ns();
+    req->tls = lws_is_ssl(wsi);
+    /* An HTTP/2 stream is a child of its connection's network wsi. */
+    req->h2 = lws_get_network_wsi(wsi) != wsi;
+    req->body_limit = srv->cfg.max_request_bytes;
+    const char *qmark = memchr(uri, '?', uri_len);
+    if (qmark != NULL) uri_len = (size_t)(qmark - uri);
+    req->path = strndup(uri, uri_len);
+    req->query = read_query(wsi);
+    if (req->path == NULL || req->query == NULL || read_method(req) != 0 ||
+        tr_reqid_uuid4(req->id) != 0 || tr_reqid_amz_id2(req->id2) != 0) {
+        tr_req_unref(req);
+        return NULL;
+    }
+    const char *t = tr_req_header(req, "x-amz-target");
+    if (t != NULL) req->target = strdup(t);
+    srv->inflight++;
+    return req;
+}
+
+/* The default operation label: the X-Amz-Target operation, else the route's pattern (never
+ * the raw path, which would make one series per URL). */
+static void default_operation(tr_req *req) {
+    if (req->route == NULL) {
+        snprintf(req->op, sizeof req->op, "unknown");
+        return;
+    }
+    if (req->target != NULL && req->route->target_prefix != NULL) {
+        const char *dot = strrchr(req->target, '.');
+        snprintf(req->op, sizeof req->op, "%s", dot ? dot + 1 : req->target);
+        return;
+    }
+    snprintf(req->op, sizeof req->op, "%s", req->route->path);
+}
+
+/* Parses Content-Length: -1 absent, -2 malformed, else the value. */
+static int64_t content_length(tr_req *req) {
+    const char *cl = tr_req_header(req, "content-length");
+    if (cl == NULL) return -1;
+    char *end;
+    long long v = strtoll(cl, &end, 10);
+    if (end == cl || *end != '\0' || v < 0) return -2;
+    return v;
+}
+
+/* Whether body callbacks will follow. lws gives HTTP/1.1 bodies by Content-Length or chunked
+ * transfer coding; an HTTP/2 body may come without a length, so trust the method there. */
+static int expects_body(tr_req *req, int64_t clen) {
+    if (clen >= 0) return clen > 0;
+    const char *te = tr_req_header(req, "transfer-encoding");
+    if (te != NULL && strcasestr(te, "chunked") != NULL) return 1;
+    if (req->h2)
+        return !strcmp(req->method, "POST") || !strcmp(req->method, "PUT") ||
+               !strcmp(req->method, "PATCH");
+    return 0;
+}
+
+int tr_req_begin(tr_req *req) {
+    tr_server *srv = req->srv;
+    if (srv->stopping) {
+        req->handler = &tr_builtin_draining;
+    } else {
+        req->route = tr_router_match(srv->router, req->method, req->path, req->target);
+        req->handler = req->route ? req->route->handler : &tr_builtin_not_found;
+        req->ctx = req->route ? req->route->ctx : NULL;
+    }
+    default_operation(req);
+    int64_t clen = content_length(req);
+    if (clen == -2) {
+        req->body_done = 1;
+        req->close_after = 1;
+        tr_resp_error(req, 400, "SerializationException", "Malformed Content-Length header");
+        return 0;
+    }
+    if (req->handler->on_headers != NULL && req->handler->on_headers(req, req->ctx) != 0)
+        return -1;
+    if (!req->stream_body && clen > 0 && (uint64_t)clen > req->body_limit &&
+        req->resp == RESP_NONE) {
+        /* Refuse before reading a byte; the unread body forces a close afterwards. */
+        req->close_after = 1;
+        tr_resp_error(req, 413, "RequestEntityTooLarge", "Request body is too large");
+    }
+    if (!expects_body(req, clen)) tr_req_body_complete(req);
+    return 0;
+}
+
+static int accumulate(tr_req *req, const uint8_t *data, size_t len) {
+    if (req->resp != RESP_NONE) return 0; /* already answered (413): discard */
+    if (req->body_len + len > req->body_limit) {
+        req->close_after = 1;
+        tr_resp_error(req, 413, "RequestEntityTooLarge", "Request body is too large");
+        return 0;
+    }
+    if (req->body_len + len > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 4096;
+        while (cap < req->body_len + len) cap *= 2;
+        if (cap > req->body_limit) cap = (size_t)req->body_limit;
+        uint8_t *grown = realloc(req->body, cap);
+        if (grown == NULL) {
+            tr_resp_error(req, 500, "InternalFailure", "Out of memory");
+            req->close_after = 1;
+            return 0;
+        }
+        req->body = grown;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, len);
+    req->body_len += len;
+    return 0;
+}
+
+int tr_req_on_body(tr_req *req, const uint8_t *data, size_t len) {
+    if (req->body_done || len == 0) return 0;
+    if (req->stream_body) return req->handler->on_body(req, data, len, req->ctx);
+    return accumulate(req, data, len);
+}
+
+void tr_req_body_complete(tr_req *req) {
+    if (req->body_done && req->dispatched) return;
+    req->body_done = 1;
+    if (req->dispatched) return;
+    req->dispatched = 1;
+    if (req->resp == RESP_NONE) {
+        tr_req_ref(req); /* the handler may answer and end the request inside */
+        req->handler->on_request(req, req->ctx);
+        tr_req_unref(req);
+        return;
+    }
+    /* Answered early and fully written: the transaction can end now the body is read. */
+    if (req->resp == RESP_DONE && req->wsi != NULL) lws_callback_on_writable(req->wsi);
+}
+
+/* Metrics, log, on_close: once per request, whichever way it ends. */
+static void finish(tr_req *req) {
+    if (req->finished) return;
+    req->finished = 1;
+    req->srv->inflight--;
+    tr_builtin_observe(req);
+    if (req->handler != NULL && req->handler->on_close != NULL)
+        req->handler->on_close(req, req->ctx);
+}
+
+void tr_req_detach(tr_req *req) {
+    if (req->wsi != NULL) {
+        tr_pss *pss = lws_wsi_user(req->wsi);
+        if (pss != NULL && pss->req == req) pss->req = NULL;
+    }
+    req->wsi = NULL;
+    finish(req);
+    tr_req_unref(req);
+}
+
+/* ---- accessors ---- */
+
+const char *tr_req_method(const tr_req *req) { return req->method; }
+const char *tr_req_path(const tr_req *req) { return req->path; }
+const char *tr_req_query(const tr_req *req) { return req->query; }
+const char *tr_req_target(const tr_req *req) { return req->target; }
+const char *tr_req_id(const tr_req *req) { return req->id; }
+int tr_req_is_h2(const tr_req *req) { return req->h2; }
+int tr_req_is_tls(const tr_req *req) { return req->tls; }
+void tr_req_set_user(tr_req *req, void *user) { req->user = user; }
+void *tr_req_user(const tr_req *req) { return req->user; }
+int tr_req_alive(const tr_req *req) { return req->wsi != NULL; }
+
+const uint8_t *tr_req_body(const tr_req *req, size_t *len) {
+    *len = req->body_len;
+    return req->body ? req->body : (const uint8_t *)"";
+}
+
+void tr_req_stream_body(tr_req *req) {
+    if (req->handler != NULL && req->handler->on_body != NULL) req->stream_body = 1;
+}
+
+void tr_req_set_operation(tr_req *req, const char *op) {
+    snprintf(req->op, sizeof req->op, "%s", op);
+}
+
+void tr_req_ref(tr_req *req) { req->refs++; }
+
+void tr_req_unref(tr_req *req) {
+    if (--req->refs > 0) return;
+    free(req->path);
+    free(req->query);
+    free(req->target);
+    free(req->body);
+    free(req->out);
+    tr_kv_free_all(req->hdr_cache);
+    tr_kv_free_all(req->resp_headers);
+    free(req);
+}
+
+/* ---- header lookup ---- */
+
+/* Known headers live in lws token slots named "name:"; others are lws custom headers. */
+static char *lookup_header(struct lws *wsi, const char *name) {
+    size_t nlen = strlen(name);
+    for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
+        const char *s = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+        if (s != NULL && strncasecmp(s, name, nlen) == 0 && s[nlen] == ':' && s[nlen + 1] == 0)
+            return copy_token(wsi, (enum lws_token_indexes)t);
+    }
+    char key[128];
+    if (nlen + 2 > sizeof key) return NULL;
+    for (size_t i = 0; i < nlen; i++) key[i] = (char)tolower((unsigned char)name[i]);
+    key[nlen] = ':';
+    key[nlen + 1] = '\0';
+    int klen = (int)nlen + 1;
+    int len = lws_hdr_custom_length(wsi, key, klen);
+    if (len < 0) { /* HTTP/2 (hpack) stores custom names without the colon */
+        klen = (int)nlen;
+        len = lws_hdr_custom_length(wsi, key, klen);
+    }
+    if (len < 0) return NULL;
+    char *v = malloc((size_t)len + 1);
+    if (v == NULL) return NULL;
+    if (lws_hdr_custom_copy(wsi, v, len + 1, key, klen) < 0) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+const char *tr_req_header(tr_req *req, const char *name) {
+    for (tr_kv *kv = req->hdr_cache; kv != NULL; kv = kv->next)
+        if (strcasecmp(kv->name, name) == 0) return kv->value;
+    if (req->wsi == NULL) return NULL;
+    char *value = lookup_header(req->wsi, name);
+    tr_kv *kv = calloc(1, sizeof *kv);
+    char *n = strdup(name);
+    if (kv == NULL || n == NULL) {
+        free(kv);
+        free(n);
+        free(value);
+        return NULL;
+    }
+    /* Absent headers are cached too (value NULL) so repeated misses stay cheap. */
+    kv->name = n;
+    kv->value = value;
+    kv->next = req->hdr_cache;
+    req->hdr_cache = kv;
+    return value;
+}
