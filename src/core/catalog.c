@@ -39,13 +39,16 @@ static const char schema_v1[] =
     " key TEXT NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY (stream_id, key));";
 
-/* Logs SQLite's message and maps its code to ours. */
+/* Logs SQLite's message and maps its code to ours. A broken foreign key means the stream a
+ * row refers to is gone; a broken unique key, that the row already exists. */
 static int db_err(tr_catalog *c, int rc, const char *what) {
     int ext = sqlite3_extended_errcode(c->db);
-    if ((ext & 0xff) == SQLITE_CONSTRAINT) return TR_EEXIST;
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return TR_ENOENT;
+    if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) return TR_EEXIST;
     tr_error("msg=\"catalog error\" op=%s file=\"%s\" sqlite=%d err=\"%s\"", what, c->path, rc,
              sqlite3_errmsg(c->db));
     switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT: return TR_EINVAL;
     case SQLITE_FULL: return TR_ENOSPC;
     case SQLITE_NOMEM: return TR_ENOMEM;
     case SQLITE_CORRUPT:
@@ -85,7 +88,9 @@ static int finish(tr_catalog *c, int rc) {
     return rc;
 }
 
-static int migrate(tr_catalog *c) {
+/* Creates or upgrades the schema; a schema newer than this build knows is left alone and
+ * refused, with the reason in err. */
+static int migrate(tr_catalog *c, char *err, size_t err_len) {
     sqlite3_stmt *st;
     int rc = prepare(c, "PRAGMA user_version", &st);
     if (rc != TR_OK) return rc;
@@ -95,6 +100,8 @@ static int migrate(tr_catalog *c) {
     if (version > SCHEMA_VERSION) {
         tr_error("msg=\"catalog is from a newer tributary\" file=\"%s\" schema=%d known=%d",
                  c->path, version, SCHEMA_VERSION);
+        snprintf(err, err_len, "catalog schema version %d is newer than this tributary's (%d)",
+                 version, SCHEMA_VERSION);
         return TR_EINVAL;
     }
     if ((rc = savepoint(c)) != TR_OK) return rc;
@@ -120,10 +127,11 @@ tr_catalog *tr_catalog_open(const char *path, char *err, size_t err_len) {
     }
     sqlite3_busy_timeout(c->db, 5000);
     /* journal_mode answers with a row; sqlite3_exec ignores it. */
+    char why[128] = "";
     if (exec(c, "PRAGMA journal_mode = WAL") != TR_OK ||
         exec(c, "PRAGMA synchronous = FULL") != TR_OK ||
-        exec(c, "PRAGMA foreign_keys = ON") != TR_OK || migrate(c) != TR_OK) {
-        snprintf(err, err_len, "%s", sqlite3_errmsg(c->db));
+        exec(c, "PRAGMA foreign_keys = ON") != TR_OK || migrate(c, why, sizeof why) != TR_OK) {
+        snprintf(err, err_len, "%s", why[0] ? why : sqlite3_errmsg(c->db));
         tr_catalog_close(c);
         return NULL;
     }
@@ -231,7 +239,7 @@ int tr_catalog_stream_update(tr_catalog *c, tr_stream_meta *m) {
     sqlite3_stmt *st;
     int rc = prepare(c,
                      "UPDATE streams SET status = ?, retention_hours = ?, attrs_json = ?,"
-                     " version = version + 1 WHERE id = ?",
+                     " version = version + 1 WHERE id = ? RETURNING version",
                      &st);
     if (rc != TR_OK) return rc;
     sqlite3_bind_text(st, 1, m->status, -1, SQLITE_TRANSIENT);
@@ -242,10 +250,19 @@ int tr_catalog_stream_update(tr_catalog *c, tr_stream_meta *m) {
         sqlite3_finalize(st);
         return rc;
     }
-    rc = step_done(c, st, "stream_update");
-    if (rc == TR_OK && sqlite3_changes(c->db) == 0) rc = TR_ENOENT;
+    /* The new version comes from the row, not from m, which may hold a stale one. */
+    int64_t version = 0;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        version = sqlite3_column_int64(st, 0);
+        r = sqlite3_step(st);
+    } else if (r == SQLITE_DONE) {
+        rc = TR_ENOENT;
+    }
+    if (r != SQLITE_DONE) rc = db_err(c, r, "stream_update");
+    sqlite3_finalize(st);
     rc = finish(c, rc);
-    if (rc == TR_OK) m->version++;
+    if (rc == TR_OK) m->version = version;
     return rc;
 }
 
@@ -416,10 +433,7 @@ int tr_catalog_tag_set(tr_catalog *c, int64_t stream_id, const char *key, const 
         sqlite3_finalize(st);
         return rc;
     }
-    rc = step_done(c, st, "tag_set");
-    /* A foreign-key failure means the stream is gone, not that the tag exists. */
-    if (rc == TR_EEXIST) rc = TR_ENOENT;
-    return finish(c, rc);
+    return finish(c, step_done(c, st, "tag_set"));
 }
 
 int tr_catalog_tag_remove(tr_catalog *c, int64_t stream_id, const char *key) {

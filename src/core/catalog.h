@@ -52,7 +52,8 @@ int tr_catalog_stream_create(tr_catalog *c, tr_stream_meta *m);
 /* TR_ENOENT when absent. */
 int tr_catalog_stream_get(tr_catalog *c, const char *kind, const char *name, tr_stream_meta *m);
 int tr_catalog_stream_get_by_id(tr_catalog *c, int64_t id, tr_stream_meta *m);
-/* Writes status, retention_hours, attrs_json; bumps version. TR_ENOENT when absent. */
+/* Writes status, retention_hours, attrs_json; bumps the row's version and sets m->version to
+ * it. TR_ENOENT when absent. */
 int tr_catalog_stream_update(tr_catalog *c, tr_stream_meta *m);
 /* Deletes the stream, its shards and its tags. */
 int tr_catalog_stream_delete(tr_catalog *c, int64_t id);
@@ -63,14 +64,16 @@ typedef int (*tr_stream_visit)(void *ctx, const tr_stream_meta *m);
 int tr_catalog_stream_list(tr_catalog *c, const char *kind, const char *after, int limit,
                            tr_stream_visit fn, void *ctx);
 
-/* Fills m->uid. TR_EEXIST if the stream already has that index. */
+/* Fills m->uid. TR_EEXIST if the stream already has that index, TR_ENOENT if there is no
+ * such stream. */
 int tr_catalog_shard_add(tr_catalog *c, tr_shard_meta *m);
 /* Marks closed with the ending sequence number. */
 int tr_catalog_shard_close(tr_catalog *c, int64_t uid, uint64_t ending_seq);
 /* Shards of a stream in index order. *out is malloc'd (caller frees), *n set. */
 int tr_catalog_shard_list(tr_catalog *c, int64_t stream_id, tr_shard_meta **out, size_t *n);
 
-/* Tags of a stream (key unique). set overwrites values. */
+/* Tags of a stream (key unique). set overwrites values; TR_ENOENT if there is no such
+ * stream. Removing a key that is not there is not an error. */
 int tr_catalog_tag_set(tr_catalog *c, int64_t stream_id, const char *key, const char *value);
 int tr_catalog_tag_remove(tr_catalog *c, int64_t stream_id, const char *key);
 typedef int (*tr_tag_visit)(void *ctx, const char *key, const char *value);
