@@ -9,8 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include "api/kinesis.h"
 #include "core/catalog.h"
 #include "core/store.h"
+#include "data/iterator.h"
+#include "data/streams.h"
 #include "net/server.h"
 #include "net/signals.h"
 #include "net/storecfg.h"
@@ -26,7 +33,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: tributary serve [--listen ADDR:PORT] [--data-dir DIR] [--config FILE]\n"
             "                       [--log-level debug|info|warn|error]\n"
-            "                       [--tls-cert FILE --tls-key FILE]\n"
+            "                       [--tls-cert FILE --tls-key FILE] [--limits none|aws]\n"
             "       tributary --version\n"
             "       tributary --help\n"
             "\n"
@@ -52,7 +59,8 @@ static const struct option serve_options[] = {
     {"listen", required_argument, NULL, 'l'},    {"data-dir", required_argument, NULL, 'd'},
     {"config", required_argument, NULL, 'c'},    {"log-level", required_argument, NULL, 'L'},
     {"tls-cert", required_argument, NULL, 'C'},  {"tls-key", required_argument, NULL, 'K'},
-    {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+    {"limits", required_argument, NULL, 'T'},    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static const char *flag_key(int opt) {
@@ -62,6 +70,7 @@ static const char *flag_key(int opt) {
     case 'L': return "log_level";
     case 'C': return "tls_cert";
     case 'K': return "tls_key";
+    case 'T': return "limits";
     default: return NULL;
     }
 }
@@ -119,6 +128,33 @@ static int ensure_dir(const char *dir) {
     return -1;
 }
 
+/* The key that signs shard iterators, kept in the data directory (mode 0600) so that
+ * iterators stay valid across a restart, as they do across AWS's own deployments. */
+static int load_secret(const char *data_dir, uint8_t key[TR_SECRET_BYTES]) {
+    char path[TR_CONFIG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/iterator.key", data_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, key, TR_SECRET_BYTES);
+        close(fd);
+        if (n == TR_SECRET_BYTES) return 0;
+        fprintf(stderr, "tributary: %s is damaged (expected %d bytes); remove it to make a new one\n",
+                path, TR_SECRET_BYTES);
+        return -1;
+    }
+    if (RAND_bytes(key, TR_SECRET_BYTES) != 1) return -1;
+    char tmp[TR_CONFIG_PATH_MAX + 40];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int ok = fd >= 0 && write(fd, key, TR_SECRET_BYTES) == TR_SECRET_BYTES && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "tributary: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Opens what the server serves, runs it, and closes everything in reverse order. */
 static int serve(const tr_config *cfg) {
     tr_log_set_level(cfg->log_level);
@@ -141,8 +177,22 @@ static int serve(const tr_config *cfg) {
         tr_catalog_close(catalog);
         return 1;
     }
+    uint8_t secret[TR_SECRET_BYTES];
+    tr_data_config dcfg = {.transition_ms = cfg->stream_transition_ms,
+                           .iterator_ttl_ms = cfg->iterator_ttl_ms};
+    tr_data *data = NULL;
+    if (load_secret(cfg->data_dir, secret) != 0) {
+        rc = TR_EIO;
+    } else if ((rc = tr_data_open(catalog, store, &dcfg, &data)) != TR_OK) {
+        fprintf(stderr, "tributary: cannot load data streams: %s\n", tr_strerror(rc));
+    } else {
+        tr_data_set_secret(data, secret);
+    }
     tr_server *srv = NULL;
-    rc = tr_server_new(cfg, store, &srv);
+    tr_kinesis *kinesis = NULL;
+    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws};
+    if (rc == TR_OK) rc = tr_server_new(cfg, store, &srv);
+    if (rc == TR_OK) rc = tr_kinesis_new(srv, data, &kcfg, &kinesis);
     int status = 1;
     if (rc != TR_OK) {
         fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
@@ -158,6 +208,8 @@ static int serve(const tr_config *cfg) {
     }
     /* The server goes first so nothing appends while the store flushes and syncs. */
     tr_server_free(srv);
+    tr_kinesis_free(kinesis);
+    tr_data_close(data);
     tr_store_close(store);
     tr_catalog_close(catalog);
     if (status == 0) tr_info("msg=\"stopped cleanly\"");

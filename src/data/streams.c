@@ -66,6 +66,7 @@ static void internal(tr_data_err *e, int rc) {
 }
 
 const tr_data_config *tr_data_cfg(const tr_data *d) { return &d->cfg; }
+tr_store *tr_data_store(tr_data *d) { return d->st; }
 const uint8_t *tr_data_secret(const tr_data *d) { return d->secret; }
 void tr_data_set_secret(tr_data *d, const uint8_t *secret) {
     memcpy(d->secret, secret, TR_SECRET_BYTES);

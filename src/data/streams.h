@@ -69,6 +69,7 @@ int tr_data_open(tr_catalog *cat, tr_store *st, const tr_data_config *cfg, tr_da
 void tr_data_close(tr_data *d);
 
 const tr_data_config *tr_data_cfg(const tr_data *d);
+tr_store *tr_data_store(tr_data *d);
 const uint8_t *tr_data_secret(const tr_data *d);  /* TR_SECRET_BYTES, for iterators */
 void tr_data_set_secret(tr_data *d, const uint8_t *secret);
 

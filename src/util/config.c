@@ -26,6 +26,9 @@ void tr_config_defaults(tr_config *c) {
     c->max_request_bytes = 64 * MIB;
     c->worker_threads = 2;
     c->shutdown_timeout_ms = 10 * 1000;
+    c->stream_transition_ms = 500;
+    c->iterator_ttl_ms = 5 * 60 * 1000;
+    c->limits_aws = 0;
 }
 
 const char *tr_config_fsync_name(tr_config_fsync f) {
@@ -113,7 +116,7 @@ int tr_config_parse_listen(const char *text, char *host, size_t host_len, int *p
 
 /* ---- the key table ---- */
 
-typedef enum { K_LISTEN, K_PATH, K_LOG_LEVEL, K_FSYNC, K_INT, K_I64, K_SIZE } key_kind;
+typedef enum { K_LISTEN, K_PATH, K_LOG_LEVEL, K_FSYNC, K_LIMITS, K_INT, K_I64, K_SIZE } key_kind;
 
 typedef struct {
     const char *name;
@@ -137,6 +140,9 @@ static const key_def keys[] = {
     {"max_request_bytes", K_SIZE, OFF(max_request_bytes), 1024, (int64_t)(4 * GIB)},
     {"worker_threads", K_INT, OFF(worker_threads), 1, 256},
     {"shutdown_timeout_ms", K_I64, OFF(shutdown_timeout_ms), 0, 10 * 60 * 1000},
+    {"stream_transition_ms", K_I64, OFF(stream_transition_ms), 0, 10 * 60 * 1000},
+    {"iterator_ttl_ms", K_I64, OFF(iterator_ttl_ms), 1000, INT64_C(24) * 3600 * 1000},
+    {"limits", K_LIMITS, OFF(limits_aws), 0, 0},
 };
 #undef OFF
 
@@ -201,6 +207,11 @@ int tr_config_set(tr_config *c, const char *key, const char *value, char *err, s
         if (strcmp(value, "always") == 0) c->fsync = TR_CONFIG_FSYNC_ALWAYS;
         else if (strcmp(value, "interval") == 0) c->fsync = TR_CONFIG_FSYNC_INTERVAL;
         else return fail(err, err_len, "fsync: expected always or interval, got '%s'", value);
+        return 0;
+    case K_LIMITS:
+        if (strcmp(value, "none") == 0) c->limits_aws = 0;
+        else if (strcmp(value, "aws") == 0) c->limits_aws = 1;
+        else return fail(err, err_len, "limits: expected none or aws, got '%s'", value);
         return 0;
     case K_INT:
     case K_I64:

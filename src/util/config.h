@@ -39,6 +39,9 @@ typedef struct tr_config {
     uint64_t max_request_bytes;           /* 64 MiB: a larger accumulated body gets 413 */
     int worker_threads;                   /* 2 */
     int64_t shutdown_timeout_ms;          /* 10 s for in-flight requests at SIGTERM */
+    int64_t stream_transition_ms;         /* 500: CREATING/UPDATING last this long */
+    int64_t iterator_ttl_ms;              /* 300000: shard iterators expire (AWS: 5 min) */
+    int limits_aws;                       /* 0: no throughput limits; 1: AWS's per shard */
 } tr_config;
 
 void tr_config_defaults(tr_config *c);

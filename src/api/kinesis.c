@@ -1,0 +1,378 @@
+/* The Kinesis Data Streams API: routing by X-Amz-Target, request decoding (JSON 1.1 or
+ * CBOR, answered in kind), input validation with AWS's messages, and the hand-off of each
+ * call to a worker (or, for puts, to the store's asynchronous append) and back. */
+#include "api/kinesis.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/kinesis_call.h"
+#include "data/seqnum.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define TARGET_PREFIX "Kinesis_20131202."
+
+static const kin_op ops[] = {
+    {"AddTagsToStream", kin_add_tags, KIN_WORKER},
+    {"CreateStream", kin_create_stream, KIN_WORKER},
+    {"DecreaseStreamRetentionPeriod", kin_decrease_retention, KIN_WORKER},
+    {"DeleteStream", kin_delete_stream, KIN_WORKER},
+    {"DescribeLimits", kin_describe_limits, KIN_WORKER},
+    {"DescribeStream", kin_describe_stream, KIN_WORKER},
+    {"DescribeStreamSummary", kin_describe_stream_summary, KIN_WORKER},
+    {"DisableEnhancedMonitoring", kin_disable_monitoring, KIN_WORKER},
+    {"EnableEnhancedMonitoring", kin_enable_monitoring, KIN_WORKER},
+    {"GetRecords", kin_get_records, KIN_WORKER},
+    {"GetShardIterator", kin_get_shard_iterator, KIN_WORKER},
+    {"IncreaseStreamRetentionPeriod", kin_increase_retention, KIN_WORKER},
+    {"ListShards", kin_list_shards, KIN_WORKER},
+    {"ListStreams", kin_list_streams, KIN_WORKER},
+    {"ListTagsForResource", kin_list_tags_for_resource, KIN_WORKER},
+    {"ListTagsForStream", kin_list_tags, KIN_WORKER},
+    {"MergeShards", kin_merge_shards, KIN_WORKER},
+    {"PutRecord", kin_put_record, KIN_LOOP_ASYNC},
+    {"PutRecords", kin_put_records, KIN_LOOP_ASYNC},
+    {"RemoveTagsFromStream", kin_remove_tags, KIN_WORKER},
+    {"SplitShard", kin_split_shard, KIN_WORKER},
+    {"StartStreamEncryption", kin_start_encryption, KIN_WORKER},
+    {"StopStreamEncryption", kin_stop_encryption, KIN_WORKER},
+    {"TagResource", kin_tag_resource, KIN_WORKER},
+    {"UntagResource", kin_untag_resource, KIN_WORKER},
+    {"UpdateMaxRecordSize", kin_update_max_record_size, KIN_WORKER},
+    {"UpdateShardCount", kin_update_shard_count, KIN_WORKER},
+    {"UpdateStreamMode", kin_update_stream_mode, KIN_WORKER},
+};
+
+static const kin_op *find_op(const char *name) {
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(ops[i].name, name) == 0) return &ops[i];
+    return NULL;
+}
+
+int64_t kin_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- errors ---- */
+
+int kin_fail(kin_call *c, int status, const char *type, const char *fmt, ...) {
+    if (c->failed) return -1;
+    c->failed = 1;
+    c->status = status;
+    c->err_type = type;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err_msg, sizeof c->err_msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int kin_fail_data(kin_call *c, const tr_data_err *e) {
+    int status = strcmp(e->type, "InternalFailure") == 0 ? 500 : 400;
+    return kin_fail(c, status, e->type, "%s", e->message);
+}
+
+int kin_invalid(kin_call *c, const char *value, const char *member, const char *constraint) {
+    if (value == NULL)
+        return kin_fail(c, 400, "ValidationException",
+                        "1 validation error detected: Value null at '%s' failed to satisfy "
+                        "constraint: %s",
+                        member, constraint);
+    return kin_fail(c, 400, "ValidationException",
+                    "1 validation error detected: Value '%.300s' at '%s' failed to satisfy "
+                    "constraint: %s",
+                    value, member, constraint);
+}
+
+static const char *content_type(tr_wire_format f) {
+    return f == TR_WIRE_CBOR ? "application/x-amz-cbor-1.1" : "application/x-amz-json-1.1";
+}
+
+/* Sends {"__type": type, "message": msg} in the request's format. */
+static void send_error(tr_req *req, tr_wire_format f, int status, const char *type,
+                       const char *msg) {
+    tr_writer w;
+    tr_writer_init(&w, f);
+    tr_w_obj_begin(&w);
+    tr_w_kstr(&w, "__type", type);
+    /* AWS spells it with a capital M in this one error. */
+    tr_w_kstr(&w, strcmp(type, "SerializationException") == 0 ? "Message" : "message", msg);
+    tr_w_obj_end(&w);
+    size_t len = 0;
+    uint8_t *body = tr_writer_take(&w, &len);
+    tr_resp_set_error_type(req, type);
+    tr_resp_send(req, status, content_type(f), body, len);
+    free(body);
+}
+
+static void call_free(kin_call *c) {
+    if (c->op_state_free != NULL) c->op_state_free(c->op_state);
+    json_decref(c->in);
+    tr_writer_free(&c->out);
+    tr_req_unref(c->req);
+    free(c);
+}
+
+void kin_finish(kin_call *c) {
+    if (c->failed) {
+        send_error(c->req, c->fmt, c->status, c->err_type, c->err_msg);
+    } else {
+        size_t len = 0;
+        uint8_t *body = tr_writer_take(&c->out, &len);
+        if (body == NULL)
+            send_error(c->req, c->fmt, 500, "InternalFailure", "out of memory");
+        else
+            tr_resp_send(c->req, 200, content_type(c->fmt), body, len);
+        free(body);
+    }
+    call_free(c);
+}
+
+/* ---- dispatch ---- */
+
+static void run_on_worker(tr_work *w) {
+    kin_call *c = (kin_call *)w;
+    c->op->fn(c);
+}
+
+static void done_on_loop(tr_task *t) {
+    kin_call *c = (kin_call *)((char *)t - offsetof(tr_work, done));
+    kin_finish(c);
+}
+
+static tr_wire_format request_format(tr_req *req) {
+    const char *ct = tr_req_header(req, "content-type");
+    return ct != NULL && strstr(ct, "cbor") != NULL ? TR_WIRE_CBOR : TR_WIRE_JSON;
+}
+
+static void on_request(tr_req *req, void *ctx) {
+    tr_kinesis *k = ctx;
+    tr_wire_format fmt = request_format(req);
+    const char *target = tr_req_target(req);
+    const kin_op *op = NULL;
+    if (target != NULL && strncmp(target, TARGET_PREFIX, strlen(TARGET_PREFIX)) == 0)
+        op = find_op(target + strlen(TARGET_PREFIX));
+    if (op == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Unknown operation %.200s", target ? target : "");
+        send_error(req, fmt, 400, "UnknownOperationException", msg);
+        return;
+    }
+    size_t len = 0;
+    const uint8_t *body = tr_req_body(req, &len);
+    char err[256];
+    json_t *in = tr_wire_parse(fmt, body, len, err, sizeof err);
+    if (in == NULL || !json_is_object(in)) {
+        json_decref(in);
+        send_error(req, fmt, 400, "SerializationException",
+                   in == NULL ? err : "The request body is not an object");
+        return;
+    }
+    kin_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        json_decref(in);
+        send_error(req, fmt, 500, "InternalFailure", "out of memory");
+        return;
+    }
+    c->req = req;
+    tr_req_ref(req);
+    c->k = k;
+    c->op = op;
+    c->fmt = fmt;
+    c->in = in;
+    tr_writer_init(&c->out, fmt);
+    if (op->where == KIN_LOOP_ASYNC) {
+        op->fn(c); /* answers through kin_finish, now or from a completion */
+        return;
+    }
+    c->work.run = run_on_worker;
+    c->work.done.fn = done_on_loop;
+    if (tr_workpool_submit(tr_server_workpool(k->srv), &c->work) != TR_OK) {
+        kin_fail(c, 503, "ServiceUnavailableException", "The server is shutting down");
+        kin_finish(c);
+    }
+}
+
+static const tr_handler kinesis_handler = {.on_request = on_request};
+
+int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
+                   tr_kinesis **out) {
+    tr_kinesis *k = calloc(1, sizeof *k);
+    if (k == NULL) return TR_ENOMEM;
+    k->srv = srv;
+    k->data = data;
+    if (cfg != NULL) k->cfg = *cfg;
+    int rc = tr_router_add(tr_server_router(srv), "POST", "/*", TARGET_PREFIX, &kinesis_handler,
+                           k);
+    if (rc != TR_OK) {
+        free(k);
+        return rc;
+    }
+    *out = k;
+    return TR_OK;
+}
+
+void tr_kinesis_free(tr_kinesis *k) { free(k); }
+
+/* ---- input members ---- */
+
+static size_t utf8_chars(const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return n;
+}
+
+static int wrong_type(kin_call *c, const char *key) {
+    return kin_fail(c, 400, "SerializationException", "Unexpected value type for member %s",
+                    key);
+}
+
+int kin_str(kin_call *c, const char *key, const char *member, int required, size_t min,
+            size_t max, const char **out) {
+    json_t *v = json_object_get(c->in, key);
+    if (v == NULL || json_is_null(v)) {
+        if (!required) return 0;
+        return kin_invalid(c, NULL, member, "Member must not be null");
+    }
+    if (!json_is_string(v)) return wrong_type(c, key);
+    const char *s = json_string_value(v);
+    size_t n = utf8_chars(s, json_string_length(v));
+    char constraint[96];
+    if (n < min || n > max) {
+        snprintf(constraint, sizeof constraint, "Member must have length %s than or equal to %zu",
+                 n < min ? "greater" : "less", n < min ? min : max);
+        return kin_invalid(c, s, member, constraint);
+    }
+    *out = s;
+    return 0;
+}
+
+int kin_int(kin_call *c, const char *key, const char *member, int required, int64_t min,
+            int64_t max, int64_t *out) {
+    json_t *v = json_object_get(c->in, key);
+    if (v == NULL || json_is_null(v)) {
+        if (!required) return 0;
+        return kin_invalid(c, NULL, member, "Member must not be null");
+    }
+    if (!json_is_integer(v)) return wrong_type(c, key);
+    int64_t x = (int64_t)json_integer_value(v);
+    if (x < min || x > max) {
+        char value[32], constraint[96];
+        snprintf(value, sizeof value, "%lld", (long long)x);
+        snprintf(constraint, sizeof constraint,
+                 "Member must have value %s than or equal to %lld", x < min ? "greater" : "less",
+                 (long long)(x < min ? min : max));
+        return kin_invalid(c, value, member, constraint);
+    }
+    *out = x;
+    return 0;
+}
+
+int kin_time(kin_call *c, json_t *obj, const char *key, int64_t *ms, int *present) {
+    json_t *v = json_object_get(obj, key);
+    *present = 0;
+    if (v == NULL || json_is_null(v)) return 0;
+    if (tr_wire_time_ms(v, ms) != 0) return wrong_type(c, key);
+    *present = 1;
+    return 0;
+}
+
+int kin_bool(kin_call *c, const char *key, int *out) {
+    json_t *v = json_object_get(c->in, key);
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) return wrong_type(c, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+int kin_check_stream_name(kin_call *c, const char *name, const char *member) {
+    for (const char *p = name; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return kin_invalid(c, name, member,
+                               "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
+    }
+    return 0;
+}
+
+tr_data_stream *kin_stream(kin_call *c) {
+    const char *name = NULL, *arn = NULL;
+    if (kin_str(c, "StreamName", "streamName", 0, 1, 128, &name) != 0) return NULL;
+    if (kin_str(c, "StreamARN", "streamARN", 0, 1, 2048, &arn) != 0) return NULL;
+    if (name == NULL && arn == NULL) {
+        kin_invalid(c, NULL, "streamName", "Member must not be null");
+        return NULL;
+    }
+    if (name != NULL && kin_check_stream_name(c, name, "streamName") != 0) return NULL;
+    tr_data_err err;
+    tr_data_stream *s = tr_data_get(c->k->data, name, name ? NULL : arn, &err);
+    if (s == NULL) kin_fail_data(c, &err);
+    return s;
+}
+
+const tr_data_shard *kin_shard(kin_call *c, const tr_data_stream *s, const char *key,
+                               const char *member) {
+    const char *id = NULL;
+    if (kin_str(c, key, member, 1, 1, 128, &id) != 0) return NULL;
+    const tr_data_shard *sh = tr_data_shard_by_id(s, id);
+    if (sh == NULL)
+        kin_fail(c, 400, "ResourceNotFoundException",
+                 "Shard %.128s in stream %s under account %s does not exist", id, s->name,
+                 tr_data_cfg(c->k->data)->account);
+    return sh;
+}
+
+/* ---- output helpers ---- */
+
+void kin_w_seq(kin_call *c, const char *key, const tr_data_stream *s, uint32_t shard_index,
+               uint64_t seq) {
+    char digits[TR_SEQNUM_DIGITS + 1];
+    tr_seqnum sn = {(uint64_t)s->id, shard_index, seq};
+    tr_seqnum_format(&sn, digits);
+    tr_w_kstr(&c->out, key, digits);
+}
+
+void kin_w_shard(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh) {
+    tr_writer *w = &c->out;
+    char start[TR_HASHKEY_DIGITS + 1], end[TR_HASHKEY_DIGITS + 1];
+    tr_w_obj_begin(w);
+    tr_w_kstr(w, "ShardId", sh->id);
+    if (sh->parent >= 0) tr_w_kstr(w, "ParentShardId", s->shards[sh->parent].id);
+    if (sh->adjacent_parent >= 0)
+        tr_w_kstr(w, "AdjacentParentShardId", s->shards[sh->adjacent_parent].id);
+    tr_hashkey_format(sh->start, start);
+    tr_hashkey_format(sh->end, end);
+    tr_w_key(w, "HashKeyRange");
+    tr_w_obj_begin(w);
+    tr_w_kstr(w, "StartingHashKey", start);
+    tr_w_kstr(w, "EndingHashKey", end);
+    tr_w_obj_end(w);
+    tr_w_key(w, "SequenceNumberRange");
+    tr_w_obj_begin(w);
+    kin_w_seq(c, "StartingSequenceNumber", s, (uint32_t)sh->index, sh->starting_seq);
+    if (sh->closed) kin_w_seq(c, "EndingSequenceNumber", s, (uint32_t)sh->index, sh->ending_seq);
+    tr_w_obj_end(w);
+    tr_w_obj_end(w);
+}
+
+void kin_w_mode(kin_call *c, const tr_data_stream *s) {
+    tr_w_key(&c->out, "StreamModeDetails");
+    tr_w_obj_begin(&c->out);
+    tr_w_kstr(&c->out, "StreamMode", s->on_demand ? "ON_DEMAND" : "PROVISIONED");
+    tr_w_obj_end(&c->out);
+}
+
+void kin_w_monitoring(kin_call *c, uint32_t mask) {
+    tr_writer *w = &c->out;
+    tr_w_arr_begin(w);
+    for (int i = 0; tr_data_metric_names[i] != NULL; i++)
+        if (mask & (1u << i)) tr_w_str(w, tr_data_metric_names[i]);
+    tr_w_arr_end(w);
+}

@@ -1,0 +1,21 @@
+/* The Kinesis Data Streams API (JSON 1.1 and CBOR, `X-Amz-Target: Kinesis_20131202.<Op>`) on
+ * the data-streams service. Thin: decode the request, validate it as AWS does, call the
+ * service, encode the answer. */
+#ifndef TR_API_KINESIS_H
+#define TR_API_KINESIS_H
+
+#include "data/streams.h"
+#include "net/server.h"
+
+typedef struct tr_kinesis tr_kinesis;
+
+typedef struct tr_kinesis_config {
+    int aws_limits;  /* 1: per-shard throughput limits as AWS enforces them (--limits aws) */
+} tr_kinesis_config;
+
+/* Registers the routes on the server's router. The service must outlive the server. */
+int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
+                   tr_kinesis **out);
+void tr_kinesis_free(tr_kinesis *k);
+
+#endif

@@ -1,0 +1,126 @@
+/* Private to src/api/kinesis*.c: one API call in flight, the input accessors that validate
+ * as AWS does, and the operations' entry points. */
+#ifndef TR_API_KINESIS_CALL_H
+#define TR_API_KINESIS_CALL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "api/kinesis.h"
+#include "data/streams.h"
+#include "net/http.h"
+#include "net/server.h"
+#include "util/workpool.h"
+#include "wire/reader.h"
+#include "wire/writer.h"
+
+struct tr_kinesis {
+    tr_server *srv;
+    tr_data *data;
+    tr_kinesis_config cfg;
+};
+
+typedef struct kin_call kin_call;
+
+/* Where an operation runs: on a worker (may block: disk reads, the control plane), or on
+ * the loop when it only starts asynchronous work and answers from a completion (puts). */
+typedef enum { KIN_WORKER = 0, KIN_LOOP_ASYNC = 1 } kin_where;
+
+typedef struct kin_op {
+    const char *name;
+    void (*fn)(kin_call *c);
+    kin_where where;
+} kin_op;
+
+struct kin_call {
+    tr_work work;              /* the worker job; work.done answers on the loop */
+    tr_req *req;               /* referenced until the answer */
+    tr_kinesis *k;
+    const kin_op *op;
+    tr_wire_format fmt;
+    json_t *in;                /* the parsed body */
+    tr_writer out;             /* the answer's body, when no error */
+    int failed;
+    int status;                /* HTTP status of an error */
+    const char *err_type;
+    char err_msg[1024];
+    void *op_state;            /* an asynchronous operation's own state */
+    void (*op_state_free)(void *state);
+};
+
+int64_t kin_now_ms(void);
+
+/* Records an AWS error; the first one wins. Returns -1 so callers can `return kin_fail(...)`. */
+int kin_fail(kin_call *c, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int kin_fail_data(kin_call *c, const tr_data_err *e);
+/* "1 validation error detected: Value ... at 'member' failed to satisfy constraint: ..." */
+int kin_invalid(kin_call *c, const char *value, const char *member, const char *constraint);
+
+/* Sends the answer (error or c->out) and frees the call. Loop thread only. */
+void kin_finish(kin_call *c);
+
+/* ---- input members; each returns 0, or -1 with the error recorded ----
+ * `key` is the member as sent (StreamName), `member` as AWS names it in messages
+ * (streamName). A missing optional member leaves *out untouched and returns 0. */
+int kin_str(kin_call *c, const char *key, const char *member, int required, size_t min,
+            size_t max, const char **out);
+int kin_int(kin_call *c, const char *key, const char *member, int required, int64_t min,
+            int64_t max, int64_t *out);
+int kin_time(kin_call *c, json_t *obj, const char *key, int64_t *ms, int *present);
+int kin_bool(kin_call *c, const char *key, int *out);
+/* StreamName (pattern checked) or StreamARN; at least one is required. Returns a referenced
+ * stream or NULL with the error recorded. */
+tr_data_stream *kin_stream(kin_call *c);
+/* Checks a stream name against AWS's pattern and length. */
+int kin_check_stream_name(kin_call *c, const char *name, const char *member);
+/* The open-or-closed shard by id; NULL with ResourceNotFoundException recorded. */
+const tr_data_shard *kin_shard(kin_call *c, const tr_data_stream *s, const char *key,
+                               const char *member);
+
+/* Output helpers shared by operations. */
+void kin_w_shard(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh);
+void kin_w_seq(kin_call *c, const char *key, const tr_data_stream *s, uint32_t shard_index,
+               uint64_t seq);
+void kin_w_mode(kin_call *c, const tr_data_stream *s);
+void kin_w_monitoring(kin_call *c, uint32_t mask);
+
+/* kinesis_streams.c: the control plane. */
+void kin_create_stream(kin_call *c);
+void kin_delete_stream(kin_call *c);
+void kin_describe_stream(kin_call *c);
+void kin_describe_stream_summary(kin_call *c);
+void kin_list_streams(kin_call *c);
+void kin_list_shards(kin_call *c);
+void kin_increase_retention(kin_call *c);
+void kin_decrease_retention(kin_call *c);
+void kin_split_shard(kin_call *c);
+void kin_merge_shards(kin_call *c);
+void kin_update_shard_count(kin_call *c);
+void kin_start_encryption(kin_call *c);
+void kin_stop_encryption(kin_call *c);
+void kin_enable_monitoring(kin_call *c);
+void kin_disable_monitoring(kin_call *c);
+void kin_update_max_record_size(kin_call *c);
+void kin_update_stream_mode(kin_call *c);
+void kin_describe_limits(kin_call *c);
+
+/* kinesis_tags.c */
+#define KIN_MAX_TAGS 50
+/* Sets tags from a {key: value} map (CreateStream, AddTagsToStream, TagResource) in one
+ * transaction; more than KIN_MAX_TAGS in all fails and changes nothing. */
+int kin_apply_tags(kin_call *c, tr_data_stream *s, json_t *tags);
+void kin_add_tags(kin_call *c);
+void kin_remove_tags(kin_call *c);
+void kin_list_tags(kin_call *c);
+void kin_tag_resource(kin_call *c);
+void kin_untag_resource(kin_call *c);
+void kin_list_tags_for_resource(kin_call *c);
+
+/* kinesis_records.c: the data plane. */
+void kin_put_record(kin_call *c);
+void kin_put_records(kin_call *c);
+void kin_get_shard_iterator(kin_call *c);
+void kin_get_records(kin_call *c);
+
+#endif

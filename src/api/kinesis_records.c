@@ -1,0 +1,513 @@
+/* The Data Streams data plane: PutRecord and PutRecords (routed by hash key, appended with
+ * group commit, answered from the storage completion on the loop), GetShardIterator and
+ * GetRecords (on a worker: they read the disk). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/kinesis_call.h"
+#include "core/shard.h"
+#include "data/iterator.h"
+#include "data/seqnum.h"
+#include "util/error.h"
+
+#define MAX_PUT_RECORDS 500
+#define MAX_PUT_RECORDS_BYTES (5u * 1024 * 1024)
+#define MAX_GET_RECORDS 10000
+#define MAX_GET_BYTES (10u * 1024 * 1024)
+#define MAX_PARTITION_KEY 256
+
+/* ---- puts ---- */
+
+typedef struct put_state put_state;
+
+/* The records of one request that go to one shard: one append, consecutive sequence
+ * numbers in request order. */
+typedef struct put_group {
+    put_state *p;
+    const tr_data_shard *shard;
+    size_t *members;      /* request positions */
+    tr_record_in *recs;
+    size_t n;
+} put_group;
+
+struct put_state {
+    kin_call *c;
+    tr_data_stream *s;
+    int batch;            /* PutRecords (per-record results) rather than PutRecord */
+    size_t n;
+    tr_record_in *recs;   /* request order */
+    uint8_t **owned;      /* decoded blobs */
+    const tr_data_shard **shard;
+    uint64_t *seq;
+    int *status;
+    put_group *groups;
+    size_t ngroups;
+    atomic_size_t pending;
+    tr_task task;
+};
+
+static void put_state_free(void *arg) {
+    put_state *p = arg;
+    if (p == NULL) return;
+    for (size_t i = 0; p->owned != NULL && i < p->n; i++) free(p->owned[i]);
+    for (size_t g = 0; p->groups != NULL && g < p->ngroups; g++) {
+        free(p->groups[g].members);
+        free(p->groups[g].recs);
+    }
+    free(p->groups);
+    free(p->owned);
+    free(p->recs);
+    free(p->shard);
+    free(p->seq);
+    free(p->status);
+    tr_data_put(p->s);
+    free(p);
+}
+
+static put_state *put_state_new(kin_call *c, tr_data_stream *s, size_t n, int batch) {
+    put_state *p = calloc(1, sizeof *p);
+    if (p == NULL) return NULL;
+    c->op_state = p;
+    c->op_state_free = put_state_free;
+    p->c = c;
+    p->s = s;
+    p->batch = batch;
+    p->n = n;
+    p->recs = calloc(n, sizeof *p->recs);
+    p->owned = calloc(n, sizeof *p->owned);
+    p->shard = calloc(n, sizeof *p->shard);
+    p->seq = calloc(n, sizeof *p->seq);
+    p->status = calloc(n, sizeof *p->status);
+    p->groups = calloc(n, sizeof *p->groups);
+    if (!p->recs || !p->owned || !p->shard || !p->seq || !p->status || !p->groups) return NULL;
+    return p;
+}
+
+/* Validates one record's members (as `prefix`, e.g. "records.1.member.") and routes it. */
+static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, const char *prefix) {
+    char member[64];
+    json_t *data = json_object_get(rec, "Data");
+    json_t *pk = json_object_get(rec, "PartitionKey");
+    json_t *ehk = json_object_get(rec, "ExplicitHashKey");
+    if (data == NULL || json_is_null(data)) {
+        snprintf(member, sizeof member, "%sdata", prefix);
+        return kin_invalid(c, NULL, member, "Member must not be null");
+    }
+    if (pk == NULL || json_is_null(pk)) {
+        snprintf(member, sizeof member, "%spartitionKey", prefix);
+        return kin_invalid(c, NULL, member, "Member must not be null");
+    }
+    const uint8_t *bytes = NULL;
+    size_t len = 0;
+    int owned = 0;
+    if (tr_wire_blob(c->fmt, data, &bytes, &len, &owned) != 0)
+        return kin_fail(c, 400, "SerializationException", "Data is not a valid blob");
+    if (owned) p->owned[i] = (uint8_t *)bytes;
+    size_t max = (size_t)p->s->max_record_kib * 1024;
+    if (len > max) {
+        char constraint[80];
+        snprintf(member, sizeof member, "%sdata", prefix);
+        snprintf(constraint, sizeof constraint, "Member must have length less than or equal to %zu",
+                 max);
+        return kin_fail(c, 400, "ValidationException",
+                        "1 validation error detected: Value at '%s' failed to satisfy "
+                        "constraint: %s",
+                        member, constraint);
+    }
+    const char *key = json_string_value(pk);
+    size_t klen = key ? json_string_length(pk) : 0;
+    snprintf(member, sizeof member, "%spartitionKey", prefix);
+    if (key == NULL) return kin_fail(c, 400, "SerializationException", "PartitionKey");
+    if (klen < 1 || klen > MAX_PARTITION_KEY)
+        return kin_invalid(c, key, member,
+                           klen < 1 ? "Member must have length greater than or equal to 1"
+                                    : "Member must have length less than or equal to 256");
+    tr_hashkey hk;
+    const char *ehk_s = NULL;
+    if (ehk != NULL && !json_is_null(ehk)) {
+        ehk_s = json_string_value(ehk);
+        snprintf(member, sizeof member, "%sexplicitHashKey", prefix);
+        if (ehk_s == NULL || tr_hashkey_parse(ehk_s, strlen(ehk_s), &hk) != 0)
+            return kin_invalid(c, ehk_s ? ehk_s : "", member,
+                               "Member must satisfy regular expression pattern: "
+                               "0|([1-9]\\d{0,38})");
+    } else {
+        hk = tr_hashkey_of_partition_key(key, klen);
+    }
+    p->recs[i] = (tr_record_in){.producer_ms = TR_NO_TIME, .flags = 0,
+                                .pkey = key, .pkey_len = (uint32_t)klen,
+                                .ehk = ehk_s, .ehk_len = ehk_s ? (uint32_t)strlen(ehk_s) : 0,
+                                .data = bytes, .data_len = (uint32_t)len};
+    p->shard[i] = tr_data_route(p->s, hk);
+    if (p->shard[i] == NULL) p->status[i] = TR_ECLOSED; /* mid-reshard: retry */
+    return 0;
+}
+
+static void w_error_of(kin_call *c, int status) {
+    tr_w_kstr(&c->out, "ErrorCode", "InternalFailure");
+    char msg[160];
+    snprintf(msg, sizeof msg, "Internal service failure: %s", tr_strerror(status));
+    tr_w_kstr(&c->out, "ErrorMessage", msg);
+}
+
+static void put_answer(put_state *p) {
+    kin_call *c = p->c;
+    tr_writer *w = &c->out;
+    const char *enc = p->s->encrypted ? "KMS" : "NONE";
+    if (!p->batch) {
+        if (p->status[0] != TR_OK) {
+            kin_fail(c, 500, "InternalFailure", "Internal service failure: %s",
+                     tr_strerror(p->status[0]));
+        } else {
+            tr_w_obj_begin(w);
+            tr_w_kstr(w, "ShardId", p->shard[0]->id);
+            kin_w_seq(c, "SequenceNumber", p->s, (uint32_t)p->shard[0]->index, p->seq[0]);
+            tr_w_kstr(w, "EncryptionType", enc);
+            tr_w_obj_end(w);
+        }
+        kin_finish(c);
+        return;
+    }
+    size_t failed = 0;
+    for (size_t i = 0; i < p->n; i++) failed += p->status[i] != TR_OK;
+    tr_w_obj_begin(w);
+    tr_w_kint(w, "FailedRecordCount", (int64_t)failed);
+    tr_w_key(w, "Records");
+    tr_w_arr_begin(w);
+    for (size_t i = 0; i < p->n; i++) {
+        tr_w_obj_begin(w);
+        if (p->status[i] == TR_OK) {
+            kin_w_seq(c, "SequenceNumber", p->s, (uint32_t)p->shard[i]->index, p->seq[i]);
+            tr_w_kstr(w, "ShardId", p->shard[i]->id);
+        } else {
+            w_error_of(c, p->status[i]);
+        }
+        tr_w_obj_end(w);
+    }
+    tr_w_arr_end(w);
+    tr_w_kstr(w, "EncryptionType", enc);
+    tr_w_obj_end(w);
+    kin_finish(c);
+}
+
+static void put_done_on_loop(tr_task *t) {
+    put_state *p = (put_state *)((char *)t - offsetof(put_state, task));
+    put_answer(p);
+}
+
+static void group_finished(put_state *p) {
+    if (atomic_fetch_sub(&p->pending, 1) == 1)
+        tr_server_post(p->c->k->srv, &p->task);
+}
+
+/* On the storage thread: stamp the group's records, and hand the answer to the loop when
+ * the last group is in. */
+static void on_appended(void *ctx, int status, uint64_t first_seq, int64_t arrival_ms) {
+    (void)arrival_ms;
+    put_group *g = ctx;
+    for (size_t j = 0; j < g->n; j++) {
+        size_t i = g->members[j];
+        g->p->status[i] = status;
+        g->p->seq[i] = first_seq + j;
+    }
+    group_finished(g->p);
+}
+
+/* Groups the routed records by shard and queues one append per shard. */
+static int put_start(put_state *p) {
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->shard[i] == NULL) continue;
+        put_group *g = NULL;
+        for (size_t k = 0; k < p->ngroups; k++)
+            if (p->groups[k].shard == p->shard[i]) g = &p->groups[k];
+        if (g == NULL) {
+            g = &p->groups[p->ngroups++];
+            g->p = p;
+            g->shard = p->shard[i];
+            g->members = malloc(p->n * sizeof *g->members);
+            g->recs = malloc(p->n * sizeof *g->recs);
+            if (!g->members || !g->recs) return TR_ENOMEM;
+        }
+        g->members[g->n] = i;
+        g->recs[g->n++] = p->recs[i];
+    }
+    /* One extra count held while queuing, so no completion answers before all are queued. */
+    atomic_store(&p->pending, p->ngroups + 1);
+    p->task.fn = put_done_on_loop;
+    for (size_t k = 0; k < p->ngroups; k++) {
+        put_group *g = &p->groups[k];
+        int rc = tr_store_append(tr_data_store(p->c->k->data), g->shard->log, g->recs, g->n,
+                                 on_appended, g);
+        if (rc != TR_OK) on_appended(g, rc, 0, 0);
+    }
+    group_finished(p);
+    return TR_OK;
+}
+
+void kin_put_record(kin_call *c) {
+    tr_data_stream *s = kin_stream(c);
+    const char *seq_for_ordering = NULL;
+    if (s == NULL ||
+        kin_str(c, "SequenceNumberForOrdering", "sequenceNumberForOrdering", 0, 1, 128,
+                &seq_for_ordering) != 0) {
+        tr_data_put(s);
+        kin_finish(c);
+        return;
+    }
+    put_state *p = put_state_new(c, s, 1, 0);
+    if (p == NULL) {
+        if (c->op_state == NULL) tr_data_put(s);
+        kin_fail(c, 500, "InternalFailure", "out of memory");
+        kin_finish(c);
+        return;
+    }
+    if (read_record(c, p, 0, c->in, "") != 0 || put_start(p) != TR_OK) {
+        kin_fail(c, 500, "InternalFailure", "out of memory");
+        kin_finish(c);
+    }
+}
+
+void kin_put_records(kin_call *c) {
+    tr_data_stream *s = kin_stream(c);
+    if (s == NULL) {
+        kin_finish(c);
+        return;
+    }
+    json_t *arr = json_object_get(c->in, "Records");
+    size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+    if (arr == NULL || json_is_null(arr)) {
+        kin_invalid(c, NULL, "records", "Member must not be null");
+    } else if (!json_is_array(arr)) {
+        kin_fail(c, 400, "SerializationException", "Records must be a list");
+    } else if (n < 1 || n > MAX_PUT_RECORDS) {
+        kin_fail(c, 400, "ValidationException",
+                 "1 validation error detected: Value '%zu' at 'records' failed to satisfy "
+                 "constraint: Member must have length %s",
+                 n, n < 1 ? "greater than or equal to 1" : "less than or equal to 500");
+    }
+    put_state *p = c->failed ? NULL : put_state_new(c, s, n, 1);
+    if (p == NULL) {
+        if (c->op_state == NULL) tr_data_put(s);
+        kin_fail(c, 500, "InternalFailure", "out of memory");
+        kin_finish(c);
+        return;
+    }
+    size_t total = 0, limit = (size_t)s->max_record_kib * 1024;
+    if (limit < MAX_PUT_RECORDS_BYTES) limit = MAX_PUT_RECORDS_BYTES;
+    for (size_t i = 0; i < n && !c->failed; i++) {
+        json_t *rec = json_array_get(arr, i);
+        char prefix[48];
+        snprintf(prefix, sizeof prefix, "records.%zu.member.", i + 1);
+        if (!json_is_object(rec)) {
+            kin_fail(c, 400, "SerializationException", "Records must hold objects");
+            break;
+        }
+        if (read_record(c, p, i, rec, prefix) == 0)
+            total += p->recs[i].data_len + p->recs[i].pkey_len;
+    }
+    if (!c->failed && total > limit)
+        kin_fail(c, 400, "InvalidArgumentException", "Records size exceeds %zu MB limit",
+                 limit / (1024 * 1024));
+    if (c->failed) {
+        kin_finish(c);
+        return;
+    }
+    if (put_start(p) != TR_OK) {
+        kin_fail(c, 500, "InternalFailure", "out of memory");
+        kin_finish(c);
+    }
+}
+
+/* ---- iterators ---- */
+
+static const char *const iterator_types[] = {"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER",
+                                             "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"};
+
+/* Parses StartingSequenceNumber for shard sh; *seq is the core sequence number. */
+static int starting_seq(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh,
+                        uint64_t *seq) {
+    const char *text = NULL;
+    if (kin_str(c, "StartingSequenceNumber", "startingSequenceNumber", 0, 1, 128, &text) != 0)
+        return -1;
+    if (text == NULL)
+        return kin_fail(c, 400, "InvalidArgumentException",
+                        "StartingSequenceNumber is required for the iterator type.");
+    for (const char *q = text; *q; q++)
+        if (*q < '0' || *q > '9')
+            return kin_invalid(c, text, "startingSequenceNumber",
+                               "Member must satisfy regular expression pattern: "
+                               "0|([1-9]\\d{0,128})");
+    tr_seqnum sn;
+    if (tr_seqnum_parse(text, strlen(text), &sn) != 0 || sn.stream_id != (uint64_t)s->id % 10000000000000000ull)
+        return kin_fail(c, 400, "InvalidArgumentException",
+                        "StartingSequenceNumber %s used in GetShardIterator on shard %s in "
+                        "stream %s under account %s is invalid.",
+                        text, sh->id, s->name, tr_data_cfg(c->k->data)->account);
+    if (sn.shard_index != (uint32_t)sh->index)
+        return kin_fail(c, 400, "InvalidArgumentException",
+                        "Invalid StartingSequenceNumber. It encodes shardId-%012u, while it was "
+                        "used in a call to a shard with %s",
+                        sn.shard_index, sh->id);
+    *seq = sn.seq;
+    return 0;
+}
+
+void kin_get_shard_iterator(kin_call *c) {
+    tr_data_stream *s = kin_stream(c);
+    const tr_data_shard *sh = s ? kin_shard(c, s, "ShardId", "shardId") : NULL;
+    const char *type = NULL;
+    if (sh == NULL ||
+        kin_str(c, "ShardIteratorType", "shardIteratorType", 1, 1, 32, &type) != 0) {
+        tr_data_put(s);
+        return;
+    }
+    int t = -1;
+    for (int i = 0; i < 5; i++)
+        if (strcmp(type, iterator_types[i]) == 0) t = i;
+    tr_shard_info info;
+    tr_shard_get_info(sh->log, &info);
+    uint64_t seq = 0;
+    int64_t ms = 0;
+    int present = 0;
+    switch (t) {
+    case 0: starting_seq(c, s, sh, &seq); break;
+    case 1:
+        if (starting_seq(c, s, sh, &seq) == 0) seq++;
+        break;
+    case 2: seq = info.first_seq; break;
+    case 3: seq = info.next_seq; break;
+    case 4:
+        if (kin_time(c, c->in, "Timestamp", &ms, &present) == 0 && !present)
+            kin_fail(c, 400, "InvalidArgumentException",
+                     "Must specify timestampInMillis parameter for iterator of type "
+                     "AT_TIMESTAMP. Current request has no timestamp parameter.");
+        else if (!c->failed)
+            seq = tr_shard_seq_at_time(sh->log, ms);
+        break;
+    default:
+        kin_invalid(c, type, "shardIteratorType",
+                    "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
+                    "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]");
+    }
+    if (!c->failed) {
+        tr_iterator it = {(uint64_t)s->id, (uint32_t)sh->index, seq, kin_now_ms()};
+        char token[TR_ITERATOR_MAX];
+        tr_iterator_encode(&it, tr_data_secret(c->k->data), token);
+        tr_w_obj_begin(&c->out);
+        tr_w_kstr(&c->out, "ShardIterator", token);
+        tr_w_obj_end(&c->out);
+    }
+    tr_data_put(s);
+}
+
+/* ---- GetRecords ---- */
+
+static void write_child_shards(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh) {
+    tr_writer *w = &c->out;
+    char start[TR_HASHKEY_DIGITS + 1], end[TR_HASHKEY_DIGITS + 1];
+    tr_w_key(w, "ChildShards");
+    tr_w_arr_begin(w);
+    for (size_t i = 0; i < s->nshards; i++) {
+        const tr_data_shard *x = &s->shards[i];
+        if (x->parent != sh->index && x->adjacent_parent != sh->index) continue;
+        tr_w_obj_begin(w);
+        tr_w_kstr(w, "ShardId", x->id);
+        tr_w_key(w, "ParentShards");
+        tr_w_arr_begin(w);
+        if (x->parent >= 0) tr_w_str(w, s->shards[x->parent].id);
+        if (x->adjacent_parent >= 0) tr_w_str(w, s->shards[x->adjacent_parent].id);
+        tr_w_arr_end(w);
+        tr_hashkey_format(x->start, start);
+        tr_hashkey_format(x->end, end);
+        tr_w_key(w, "HashKeyRange");
+        tr_w_obj_begin(w);
+        tr_w_kstr(w, "StartingHashKey", start);
+        tr_w_kstr(w, "EndingHashKey", end);
+        tr_w_obj_end(w);
+        tr_w_obj_end(w);
+    }
+    tr_w_arr_end(w);
+}
+
+static int decode_iterator(kin_call *c, const char *token, tr_iterator *it) {
+    const tr_data_config *cfg = tr_data_cfg(c->k->data);
+    int64_t now = kin_now_ms();
+    switch (tr_iterator_decode(token, strlen(token), tr_data_secret(c->k->data), now,
+                               cfg->iterator_ttl_ms, it)) {
+    case TR_ITER_OK: return 0;
+    case TR_ITER_EXPIRED:
+        return kin_fail(c, 400, "ExpiredIteratorException",
+                        "Iterator expired. The iterator was created at time %lld while right "
+                        "now it is %lld which is further in the future than the tolerated "
+                        "delay of %lld milliseconds.",
+                        (long long)it->issued_ms, (long long)now, (long long)cfg->iterator_ttl_ms);
+    default: return kin_fail(c, 400, "InvalidArgumentException", "Invalid ShardIterator.");
+    }
+}
+
+void kin_get_records(kin_call *c) {
+    const char *token = NULL;
+    int64_t limit = MAX_GET_RECORDS;
+    tr_iterator it;
+    if (kin_str(c, "ShardIterator", "shardIterator", 1, 1, 512, &token) != 0 ||
+        kin_int(c, "Limit", "limit", 0, 1, MAX_GET_RECORDS, &limit) != 0 ||
+        decode_iterator(c, token, &it) != 0)
+        return;
+    tr_data_stream *s = tr_data_get_by_id(c->k->data, (int64_t)it.stream_id);
+    if (s == NULL || it.shard_index >= s->nshards) {
+        kin_fail(c, 400, "ResourceNotFoundException",
+                 "Shard in the iterator does not exist in any stream under account %s.",
+                 tr_data_cfg(c->k->data)->account);
+        tr_data_put(s);
+        return;
+    }
+    const tr_data_shard *sh = &s->shards[it.shard_index];
+    tr_read_batch b;
+    tr_read_batch_init(&b);
+    int rc = tr_shard_read(sh->log, it.next_seq, (size_t)limit, MAX_GET_BYTES, &b);
+    if (rc != TR_OK) {
+        kin_fail(c, 500, "InternalFailure", "Internal service failure: %s", tr_strerror(rc));
+        tr_read_batch_free(&b);
+        tr_data_put(s);
+        return;
+    }
+    tr_shard_info info;
+    tr_shard_get_info(sh->log, &info);
+    tr_writer *w = &c->out;
+    tr_w_obj_begin(w);
+    tr_w_key(w, "Records");
+    tr_w_arr_begin(w);
+    for (size_t i = 0; i < b.count; i++) {
+        const tr_record *r = &b.records[i];
+        tr_w_obj_begin(w);
+        kin_w_seq(c, "SequenceNumber", s, it.shard_index, r->seq);
+        tr_w_ktime_ms(w, "ApproximateArrivalTimestamp", r->arrival_ms);
+        tr_w_key(w, "Data");
+        tr_w_blob(w, r->data, r->data_len);
+        tr_w_key(w, "PartitionKey");
+        tr_w_strn(w, (const char *)r->pkey, r->pkey_len);
+        if (s->encrypted) tr_w_kstr(w, "EncryptionType", "KMS");
+        tr_w_obj_end(w);
+    }
+    tr_w_arr_end(w);
+    uint64_t next = b.count > 0 ? b.next_seq : (it.next_seq > info.first_seq ? it.next_seq
+                                                                             : info.first_seq);
+    int64_t behind = 0;
+    if (b.count > 0 && info.last_seq >= next) behind = info.last_ms - b.records[b.count - 1].arrival_ms;
+    if (behind < 0) behind = 0;
+    if (sh->closed && next > sh->ending_seq) {
+        /* The end of a closed shard: no next iterator; the children say where to go. */
+        write_child_shards(c, s, sh);
+    } else {
+        tr_iterator nit = {it.stream_id, it.shard_index, next, kin_now_ms()};
+        char ntoken[TR_ITERATOR_MAX];
+        tr_iterator_encode(&nit, tr_data_secret(c->k->data), ntoken);
+        tr_w_kstr(w, "NextShardIterator", ntoken);
+    }
+    tr_w_kint(w, "MillisBehindLatest", behind);
+    tr_w_obj_end(w);
+    tr_read_batch_free(&b);
+    tr_data_put(s);
+}
