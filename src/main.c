@@ -155,6 +155,12 @@ static int load_secret(const char *data_dir, uint8_t key[TR_SECRET_BYTES]) {
     return 0;
 }
 
+/* The store's commit hook: readers that tail shards wait on this notifier. */
+static void on_commit(void *ctx, tr_shard *s) {
+    (void)s;
+    tr_notify_bump(ctx);
+}
+
 /* Opens what the server serves, runs it, and closes everything in reverse order. */
 static int serve(const tr_config *cfg) {
     tr_log_set_level(cfg->log_level);
@@ -170,13 +176,16 @@ static int serve(const tr_config *cfg) {
     tr_store_config scfg;
     tr_config_fill_store(cfg, &scfg);
     tr_store *store = NULL;
-    int rc = tr_store_open(&scfg, &store);
+    tr_notify *commits = tr_notify_new();
+    int rc = commits != NULL ? tr_store_open(&scfg, &store) : TR_ENOMEM;
     if (rc != TR_OK) {
         fprintf(stderr, "tributary: cannot open store in %s: %s\n", cfg->data_dir,
                 tr_strerror(rc));
         tr_catalog_close(catalog);
+        tr_notify_free(commits);
         return 1;
     }
+    tr_store_set_commit_hook(store, on_commit, commits);
     uint8_t secret[TR_SECRET_BYTES];
     tr_data_config dcfg = {.transition_ms = cfg->stream_transition_ms,
                            .iterator_ttl_ms = cfg->iterator_ttl_ms};
@@ -190,7 +199,7 @@ static int serve(const tr_config *cfg) {
     }
     tr_server *srv = NULL;
     tr_kinesis *kinesis = NULL;
-    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws};
+    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = commits};
     if (rc == TR_OK) rc = tr_server_new(cfg, store, &srv);
     if (rc == TR_OK) rc = tr_kinesis_new(srv, data, &kcfg, &kinesis);
     int status = 1;
@@ -207,10 +216,12 @@ static int serve(const tr_config *cfg) {
         status = tr_server_run(srv) == 0 ? 0 : 1;
     }
     /* The server goes first so nothing appends while the store flushes and syncs. */
+    tr_kinesis_stop(kinesis);
     tr_server_free(srv);
     tr_kinesis_free(kinesis);
     tr_data_close(data);
     tr_store_close(store);
+    tr_notify_free(commits);
     tr_catalog_close(catalog);
     if (status == 0) tr_info("msg=\"stopped cleanly\"");
     return status;

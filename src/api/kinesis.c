@@ -21,8 +21,10 @@ static const kin_op ops[] = {
     {"CreateStream", kin_create_stream, KIN_WORKER},
     {"DecreaseStreamRetentionPeriod", kin_decrease_retention, KIN_WORKER},
     {"DeleteStream", kin_delete_stream, KIN_WORKER},
+    {"DeregisterStreamConsumer", kin_deregister_consumer, KIN_WORKER},
     {"DescribeLimits", kin_describe_limits, KIN_WORKER},
     {"DescribeStream", kin_describe_stream, KIN_WORKER},
+    {"DescribeStreamConsumer", kin_describe_consumer, KIN_WORKER},
     {"DescribeStreamSummary", kin_describe_stream_summary, KIN_WORKER},
     {"DisableEnhancedMonitoring", kin_disable_monitoring, KIN_WORKER},
     {"EnableEnhancedMonitoring", kin_enable_monitoring, KIN_WORKER},
@@ -30,16 +32,19 @@ static const kin_op ops[] = {
     {"GetShardIterator", kin_get_shard_iterator, KIN_WORKER},
     {"IncreaseStreamRetentionPeriod", kin_increase_retention, KIN_WORKER},
     {"ListShards", kin_list_shards, KIN_WORKER},
+    {"ListStreamConsumers", kin_list_consumers, KIN_WORKER},
     {"ListStreams", kin_list_streams, KIN_WORKER},
     {"ListTagsForResource", kin_list_tags_for_resource, KIN_WORKER},
     {"ListTagsForStream", kin_list_tags, KIN_WORKER},
     {"MergeShards", kin_merge_shards, KIN_WORKER},
     {"PutRecord", kin_put_record, KIN_LOOP_ASYNC},
     {"PutRecords", kin_put_records, KIN_LOOP_ASYNC},
+    {"RegisterStreamConsumer", kin_register_consumer, KIN_WORKER},
     {"RemoveTagsFromStream", kin_remove_tags, KIN_WORKER},
     {"SplitShard", kin_split_shard, KIN_WORKER},
     {"StartStreamEncryption", kin_start_encryption, KIN_WORKER},
     {"StopStreamEncryption", kin_stop_encryption, KIN_WORKER},
+    {"SubscribeToShard", kin_subscribe, KIN_WORKER},
     {"TagResource", kin_tag_resource, KIN_WORKER},
     {"UntagResource", kin_untag_resource, KIN_WORKER},
     {"UpdateMaxRecordSize", kin_update_max_record_size, KIN_WORKER},
@@ -111,7 +116,7 @@ static void send_error(tr_req *req, tr_wire_format f, int status, const char *ty
     free(body);
 }
 
-static void call_free(kin_call *c) {
+void kin_release(kin_call *c) {
     if (c->op_state_free != NULL) c->op_state_free(c->op_state);
     json_decref(c->in);
     tr_writer_free(&c->out);
@@ -131,7 +136,7 @@ void kin_finish(kin_call *c) {
             tr_resp_send(c->req, 200, content_type(c->fmt), body, len);
         free(body);
     }
-    call_free(c);
+    kin_release(c);
 }
 
 /* ---- dispatch ---- */
@@ -143,7 +148,10 @@ static void run_on_worker(tr_work *w) {
 
 static void done_on_loop(tr_task *t) {
     kin_call *c = (kin_call *)((char *)t - offsetof(tr_work, done));
-    kin_finish(c);
+    if (c->answer != NULL && !c->failed)
+        c->answer(c);
+    else
+        kin_finish(c);
 }
 
 static tr_wire_format request_format(tr_req *req) {
@@ -199,7 +207,11 @@ static void on_request(tr_req *req, void *ctx) {
     }
 }
 
-static const tr_handler kinesis_handler = {.on_request = on_request};
+static void on_close(tr_req *req, void *ctx) { kin_subscribe_on_close(req); }
+static void on_drain(tr_req *req, void *ctx) { kin_subscribe_on_drain(req); }
+
+static const tr_handler kinesis_handler = {
+    .on_request = on_request, .on_close = on_close, .on_drain = on_drain};
 
 int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
                    tr_kinesis **out) {
@@ -208,17 +220,30 @@ int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
     k->srv = srv;
     k->data = data;
     if (cfg != NULL) k->cfg = *cfg;
-    int rc = tr_router_add(tr_server_router(srv), "POST", "/*", TARGET_PREFIX, &kinesis_handler,
-                           k);
+    int rc = kin_subscribe_start(k);
     if (rc != TR_OK) {
         free(k);
+        return rc;
+    }
+    rc = tr_router_add(tr_server_router(srv), "POST", "/*", TARGET_PREFIX, &kinesis_handler,
+                           k);
+    if (rc != TR_OK) {
+        tr_kinesis_free(k);
         return rc;
     }
     *out = k;
     return TR_OK;
 }
 
-void tr_kinesis_free(tr_kinesis *k) { free(k); }
+void tr_kinesis_stop(tr_kinesis *k) {
+    if (k != NULL) kin_subscribe_stop(k);
+}
+
+void tr_kinesis_free(tr_kinesis *k) {
+    if (k == NULL) return;
+    kin_subscribe_stop(k);
+    free(k);
+}
 
 /* ---- input members ---- */
 
@@ -331,12 +356,12 @@ const tr_data_shard *kin_shard(kin_call *c, const tr_data_stream *s, const char 
 
 /* ---- output helpers ---- */
 
-void kin_w_seq(kin_call *c, const char *key, const tr_data_stream *s, uint32_t shard_index,
+void kin_w_seq(tr_writer *w, const char *key, const tr_data_stream *s, uint32_t shard_index,
                uint64_t seq) {
     char digits[TR_SEQNUM_DIGITS + 1];
     tr_seqnum sn = {(uint64_t)s->id, shard_index, seq};
     tr_seqnum_format(&sn, digits);
-    tr_w_kstr(&c->out, key, digits);
+    tr_w_kstr(w, key, digits);
 }
 
 void kin_w_shard(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh) {
@@ -356,8 +381,8 @@ void kin_w_shard(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh) 
     tr_w_obj_end(w);
     tr_w_key(w, "SequenceNumberRange");
     tr_w_obj_begin(w);
-    kin_w_seq(c, "StartingSequenceNumber", s, (uint32_t)sh->index, sh->starting_seq);
-    if (sh->closed) kin_w_seq(c, "EndingSequenceNumber", s, (uint32_t)sh->index, sh->ending_seq);
+    kin_w_seq(&c->out, "StartingSequenceNumber", s, (uint32_t)sh->index, sh->starting_seq);
+    if (sh->closed) kin_w_seq(&c->out, "EndingSequenceNumber", s, (uint32_t)sh->index, sh->ending_seq);
     tr_w_obj_end(w);
     tr_w_obj_end(w);
 }

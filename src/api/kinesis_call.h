@@ -14,10 +14,13 @@
 #include "wire/reader.h"
 #include "wire/writer.h"
 
+struct kin_subscriptions;
+
 struct tr_kinesis {
     tr_server *srv;
     tr_data *data;
     tr_kinesis_config cfg;
+    struct kin_subscriptions *subs; /* kinesis_subscribe.c */
 };
 
 typedef struct kin_call kin_call;
@@ -46,6 +49,10 @@ struct kin_call {
     char err_msg[1024];
     void *op_state;            /* an asynchronous operation's own state */
     void (*op_state_free)(void *state);
+    /* Set by a worker operation that answers with a stream (SubscribeToShard): runs on the
+     * loop instead of the plain answer, when there is no error; it must end with
+     * kin_release. */
+    void (*answer)(kin_call *c);
 };
 
 int64_t kin_now_ms(void);
@@ -59,6 +66,8 @@ int kin_invalid(kin_call *c, const char *value, const char *member, const char *
 
 /* Sends the answer (error or c->out) and frees the call. Loop thread only. */
 void kin_finish(kin_call *c);
+/* Frees the call without answering (the operation answers by other means). */
+void kin_release(kin_call *c);
 
 /* ---- input members; each returns 0, or -1 with the error recorded ----
  * `key` is the member as sent (StreamName), `member` as AWS names it in messages
@@ -80,7 +89,7 @@ const tr_data_shard *kin_shard(kin_call *c, const tr_data_stream *s, const char 
 
 /* Output helpers shared by operations. */
 void kin_w_shard(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh);
-void kin_w_seq(kin_call *c, const char *key, const tr_data_stream *s, uint32_t shard_index,
+void kin_w_seq(tr_writer *w, const char *key, const tr_data_stream *s, uint32_t shard_index,
                uint64_t seq);
 void kin_w_mode(kin_call *c, const tr_data_stream *s);
 void kin_w_monitoring(kin_call *c, uint32_t mask);
@@ -117,10 +126,41 @@ void kin_tag_resource(kin_call *c);
 void kin_untag_resource(kin_call *c);
 void kin_list_tags_for_resource(kin_call *c);
 
+/* kinesis_consumers.c */
+struct tr_data_consumer;
+/* The consumer named by ConsumerARN, or StreamARN + ConsumerName; *s (if not NULL) receives a
+ * referenced stream. Returns 0 or -1 with the error recorded. */
+int kin_consumer(kin_call *c, struct tr_data_consumer *x, tr_data_stream **s);
+void kin_register_consumer(kin_call *c);
+void kin_describe_consumer(kin_call *c);
+void kin_deregister_consumer(kin_call *c);
+void kin_list_consumers(kin_call *c);
+
 /* kinesis_records.c: the data plane. */
 void kin_put_record(kin_call *c);
 void kin_put_records(kin_call *c);
 void kin_get_shard_iterator(kin_call *c);
 void kin_get_records(kin_call *c);
+/* GetRecords' and SubscribeToShard events' members: the records of a batch, the children of
+ * a closed shard, and how far the batch is behind the newest record. */
+struct tr_read_batch;
+void kin_w_records(tr_writer *w, const tr_data_stream *s, uint32_t shard_index,
+                   const struct tr_read_batch *b);
+void kin_w_child_shards(tr_writer *w, const tr_data_stream *s, const tr_data_shard *sh);
+int64_t kin_millis_behind(const tr_data_shard *sh, const struct tr_read_batch *b);
+/* The core sequence number a starting position names: `type` is one of the five iterator
+ * types; `seq_text` and `ts` are used by the types that need them (NULL / absent otherwise).
+ * Returns 0 or -1 with the error recorded. */
+int kin_position(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh,
+                 const char *type, const char *type_member, const char *seq_text,
+                 const int64_t *ts_ms, uint64_t *seq);
+
+/* kinesis_subscribe.c: SubscribeToShard and the thread that feeds subscriptions. */
+void kin_subscribe(kin_call *c);
+int kin_subscribe_start(tr_kinesis *k);
+void kin_subscribe_stop(tr_kinesis *k);
+/* The handler's hooks for a subscription's request. */
+void kin_subscribe_on_close(tr_req *req);
+void kin_subscribe_on_drain(tr_req *req);
 
 #endif

@@ -163,7 +163,7 @@ static void put_answer(put_state *p) {
         } else {
             tr_w_obj_begin(w);
             tr_w_kstr(w, "ShardId", p->shard[0]->id);
-            kin_w_seq(c, "SequenceNumber", p->s, (uint32_t)p->shard[0]->index, p->seq[0]);
+            kin_w_seq(&c->out, "SequenceNumber", p->s, (uint32_t)p->shard[0]->index, p->seq[0]);
             tr_w_kstr(w, "EncryptionType", enc);
             tr_w_obj_end(w);
         }
@@ -179,7 +179,7 @@ static void put_answer(put_state *p) {
     for (size_t i = 0; i < p->n; i++) {
         tr_w_obj_begin(w);
         if (p->status[i] == TR_OK) {
-            kin_w_seq(c, "SequenceNumber", p->s, (uint32_t)p->shard[i]->index, p->seq[i]);
+            kin_w_seq(&c->out, "SequenceNumber", p->s, (uint32_t)p->shard[i]->index, p->seq[i]);
             tr_w_kstr(w, "ShardId", p->shard[i]->id);
         } else {
             w_error_of(c, p->status[i]);
@@ -325,12 +325,9 @@ void kin_put_records(kin_call *c) {
 static const char *const iterator_types[] = {"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER",
                                              "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"};
 
-/* Parses StartingSequenceNumber for shard sh; *seq is the core sequence number. */
+/* Parses a starting sequence number for shard sh into the core's sequence number. */
 static int starting_seq(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh,
-                        uint64_t *seq) {
-    const char *text = NULL;
-    if (kin_str(c, "StartingSequenceNumber", "startingSequenceNumber", 0, 1, 128, &text) != 0)
-        return -1;
+                        const char *text, uint64_t *seq) {
     if (text == NULL)
         return kin_fail(c, 400, "InvalidArgumentException",
                         "StartingSequenceNumber is required for the iterator type.");
@@ -340,7 +337,8 @@ static int starting_seq(kin_call *c, const tr_data_stream *s, const tr_data_shar
                                "Member must satisfy regular expression pattern: "
                                "0|([1-9]\\d{0,128})");
     tr_seqnum sn;
-    if (tr_seqnum_parse(text, strlen(text), &sn) != 0 || sn.stream_id != (uint64_t)s->id % 10000000000000000ull)
+    if (tr_seqnum_parse(text, strlen(text), &sn) != 0 ||
+        sn.stream_id != (uint64_t)s->id % 10000000000000000ull)
         return kin_fail(c, 400, "InvalidArgumentException",
                         "StartingSequenceNumber %s used in GetShardIterator on shard %s in "
                         "stream %s under account %s is invalid.",
@@ -354,44 +352,50 @@ static int starting_seq(kin_call *c, const tr_data_stream *s, const tr_data_shar
     return 0;
 }
 
-void kin_get_shard_iterator(kin_call *c) {
-    tr_data_stream *s = kin_stream(c);
-    const tr_data_shard *sh = s ? kin_shard(c, s, "ShardId", "shardId") : NULL;
-    const char *type = NULL;
-    if (sh == NULL ||
-        kin_str(c, "ShardIteratorType", "shardIteratorType", 1, 1, 32, &type) != 0) {
-        tr_data_put(s);
-        return;
-    }
+int kin_position(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh,
+                 const char *type, const char *type_member, const char *seq_text,
+                 const int64_t *ts_ms, uint64_t *seq) {
     int t = -1;
     for (int i = 0; i < 5; i++)
         if (strcmp(type, iterator_types[i]) == 0) t = i;
     tr_shard_info info;
     tr_shard_get_info(sh->log, &info);
-    uint64_t seq = 0;
+    switch (t) {
+    case 0: return starting_seq(c, s, sh, seq_text, seq);
+    case 1:
+        if (starting_seq(c, s, sh, seq_text, seq) != 0) return -1;
+        (*seq)++;
+        return 0;
+    case 2: *seq = info.first_seq; return 0;
+    case 3: *seq = info.next_seq; return 0;
+    case 4:
+        if (ts_ms == NULL)
+            return kin_fail(c, 400, "InvalidArgumentException",
+                            "Must specify timestampInMillis parameter for iterator of type "
+                            "AT_TIMESTAMP. Current request has no timestamp parameter.");
+        *seq = tr_shard_seq_at_time(sh->log, *ts_ms);
+        return 0;
+    default:
+        return kin_invalid(c, type, type_member,
+                           "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
+                           "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]");
+    }
+}
+
+void kin_get_shard_iterator(kin_call *c) {
+    tr_data_stream *s = kin_stream(c);
+    const tr_data_shard *sh = s ? kin_shard(c, s, "ShardId", "shardId") : NULL;
+    const char *type = NULL, *seq_text = NULL;
     int64_t ms = 0;
     int present = 0;
-    switch (t) {
-    case 0: starting_seq(c, s, sh, &seq); break;
-    case 1:
-        if (starting_seq(c, s, sh, &seq) == 0) seq++;
-        break;
-    case 2: seq = info.first_seq; break;
-    case 3: seq = info.next_seq; break;
-    case 4:
-        if (kin_time(c, c->in, "Timestamp", &ms, &present) == 0 && !present)
-            kin_fail(c, 400, "InvalidArgumentException",
-                     "Must specify timestampInMillis parameter for iterator of type "
-                     "AT_TIMESTAMP. Current request has no timestamp parameter.");
-        else if (!c->failed)
-            seq = tr_shard_seq_at_time(sh->log, ms);
-        break;
-    default:
-        kin_invalid(c, type, "shardIteratorType",
-                    "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, "
-                    "AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]");
-    }
-    if (!c->failed) {
+    uint64_t seq = 0;
+    if (sh != NULL &&
+        kin_str(c, "ShardIteratorType", "shardIteratorType", 1, 1, 32, &type) == 0 &&
+        kin_str(c, "StartingSequenceNumber", "startingSequenceNumber", 0, 1, 128, &seq_text) ==
+            0 &&
+        kin_time(c, c->in, "Timestamp", &ms, &present) == 0 &&
+        kin_position(c, s, sh, type, "shardIteratorType", seq_text, present ? &ms : NULL,
+                     &seq) == 0) {
         tr_iterator it = {(uint64_t)s->id, (uint32_t)sh->index, seq, kin_now_ms()};
         char token[TR_ITERATOR_MAX];
         tr_iterator_encode(&it, tr_data_secret(c->k->data), token);
@@ -404,8 +408,35 @@ void kin_get_shard_iterator(kin_call *c) {
 
 /* ---- GetRecords ---- */
 
-static void write_child_shards(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh) {
-    tr_writer *w = &c->out;
+void kin_w_records(tr_writer *w, const tr_data_stream *s, uint32_t shard_index,
+                   const tr_read_batch *b) {
+    tr_w_key(w, "Records");
+    tr_w_arr_begin(w);
+    for (size_t i = 0; i < b->count; i++) {
+        const tr_record *r = &b->records[i];
+        tr_w_obj_begin(w);
+        kin_w_seq(w, "SequenceNumber", s, shard_index, r->seq);
+        tr_w_ktime_ms(w, "ApproximateArrivalTimestamp", r->arrival_ms);
+        tr_w_key(w, "Data");
+        tr_w_blob(w, r->data, r->data_len);
+        tr_w_key(w, "PartitionKey");
+        tr_w_strn(w, (const char *)r->pkey, r->pkey_len);
+        if (s->encrypted) tr_w_kstr(w, "EncryptionType", "KMS");
+        tr_w_obj_end(w);
+    }
+    tr_w_arr_end(w);
+}
+
+int64_t kin_millis_behind(const tr_data_shard *sh, const tr_read_batch *b) {
+    if (b->count == 0) return 0;
+    tr_shard_info info;
+    tr_shard_get_info(sh->log, &info);
+    if (info.last_seq < b->next_seq) return 0; /* caught up */
+    int64_t behind = info.last_ms - b->records[b->count - 1].arrival_ms;
+    return behind > 0 ? behind : 0;
+}
+
+void kin_w_child_shards(tr_writer *w, const tr_data_stream *s, const tr_data_shard *sh) {
     char start[TR_HASHKEY_DIGITS + 1], end[TR_HASHKEY_DIGITS + 1];
     tr_w_key(w, "ChildShards");
     tr_w_arr_begin(w);
@@ -477,29 +508,13 @@ void kin_get_records(kin_call *c) {
     tr_shard_get_info(sh->log, &info);
     tr_writer *w = &c->out;
     tr_w_obj_begin(w);
-    tr_w_key(w, "Records");
-    tr_w_arr_begin(w);
-    for (size_t i = 0; i < b.count; i++) {
-        const tr_record *r = &b.records[i];
-        tr_w_obj_begin(w);
-        kin_w_seq(c, "SequenceNumber", s, it.shard_index, r->seq);
-        tr_w_ktime_ms(w, "ApproximateArrivalTimestamp", r->arrival_ms);
-        tr_w_key(w, "Data");
-        tr_w_blob(w, r->data, r->data_len);
-        tr_w_key(w, "PartitionKey");
-        tr_w_strn(w, (const char *)r->pkey, r->pkey_len);
-        if (s->encrypted) tr_w_kstr(w, "EncryptionType", "KMS");
-        tr_w_obj_end(w);
-    }
-    tr_w_arr_end(w);
+    kin_w_records(w, s, it.shard_index, &b);
     uint64_t next = b.count > 0 ? b.next_seq : (it.next_seq > info.first_seq ? it.next_seq
                                                                              : info.first_seq);
-    int64_t behind = 0;
-    if (b.count > 0 && info.last_seq >= next) behind = info.last_ms - b.records[b.count - 1].arrival_ms;
-    if (behind < 0) behind = 0;
+    int64_t behind = kin_millis_behind(sh, &b);
     if (sh->closed && next > sh->ending_seq) {
         /* The end of a closed shard: no next iterator; the children say where to go. */
-        write_child_shards(c, s, sh);
+        kin_w_child_shards(w, s, sh);
     } else {
         tr_iterator nit = {it.stream_id, it.shard_index, next, kin_now_ms()};
         char ntoken[TR_ITERATOR_MAX];

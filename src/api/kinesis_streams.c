@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/kinesis_call.h"
+#include "data/consumers.h"
 #include "util/error.h"
 
 #define DEFAULT_ON_DEMAND_SHARDS 4
@@ -165,7 +166,9 @@ void kin_describe_stream_summary(kin_call *c) {
     tr_w_obj_begin(w);
     write_stream_head(c, s);
     tr_w_kint(w, "OpenShardCount", (int64_t)open_shards(s));
-    tr_w_kint(w, "ConsumerCount", 0);
+    tr_data_err err;
+    int consumers = tr_data_consumer_list(c->k->data, s, NULL, NULL, &err);
+    tr_w_kint(w, "ConsumerCount", consumers > 0 ? consumers : 0);
     tr_w_kint(w, "MaxRecordSizeInKiB", s->max_record_kib);
     tr_w_obj_end(w);
     tr_w_obj_end(w);

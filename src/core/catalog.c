@@ -37,7 +37,12 @@ static const char schema_v1[] =
     "CREATE TABLE tags ("
     " stream_id INTEGER NOT NULL REFERENCES streams(id) ON DELETE CASCADE,"
     " key TEXT NOT NULL, value TEXT NOT NULL,"
-    " PRIMARY KEY (stream_id, key));";
+    " PRIMARY KEY (stream_id, key));"
+    "CREATE TABLE consumers ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " stream_id INTEGER NOT NULL REFERENCES streams(id) ON DELETE CASCADE,"
+    " name TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " UNIQUE (stream_id, name));";
 
 /* Logs SQLite's message and maps its code to ours. A broken foreign key means the stream a
  * row refers to is gone; a broken unique key, that the row already exists. */
@@ -490,4 +495,91 @@ int tr_catalog_txn(tr_catalog *c, int (*fn)(tr_catalog *c, void *ctx), void *ctx
     int rc = savepoint(c);
     if (rc != TR_OK) return rc;
     return finish(c, fn(c, ctx));
+}
+
+/* ---- consumers ---- */
+
+int tr_catalog_consumer_add(tr_catalog *c, tr_consumer_meta *m) {
+    sqlite3_stmt *st;
+    int rc = prepare(c, "INSERT INTO consumers (stream_id, name, created_ms) VALUES (?, ?, ?)",
+                     &st);
+    if (rc != TR_OK) return rc;
+    sqlite3_bind_int64(st, 1, m->stream_id);
+    sqlite3_bind_text(st, 2, m->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, m->created_ms);
+    if ((rc = savepoint(c)) != TR_OK) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    rc = finish(c, step_done(c, st, "consumer_add"));
+    if (rc == TR_OK) m->id = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+static void read_consumer(sqlite3_stmt *st, tr_consumer_meta *m) {
+    memset(m, 0, sizeof *m);
+    m->id = sqlite3_column_int64(st, 0);
+    m->stream_id = sqlite3_column_int64(st, 1);
+    copy_text(m->name, sizeof m->name, sqlite3_column_text(st, 2));
+    m->created_ms = sqlite3_column_int64(st, 3);
+}
+
+int tr_catalog_consumer_get(tr_catalog *c, int64_t stream_id, const char *name,
+                            tr_consumer_meta *m) {
+    sqlite3_stmt *st;
+    int rc = prepare(c,
+                     "SELECT id, stream_id, name, created_ms FROM consumers"
+                     " WHERE stream_id = ? AND name = ?",
+                     &st);
+    if (rc != TR_OK) return rc;
+    sqlite3_bind_int64(st, 1, stream_id);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        read_consumer(st, m);
+    else
+        rc = r == SQLITE_DONE ? TR_ENOENT : db_err(c, r, "consumer_get");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int tr_catalog_consumer_remove(tr_catalog *c, int64_t stream_id, const char *name) {
+    sqlite3_stmt *st;
+    int rc = prepare(c, "DELETE FROM consumers WHERE stream_id = ? AND name = ?", &st);
+    if (rc != TR_OK) return rc;
+    sqlite3_bind_int64(st, 1, stream_id);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    if ((rc = savepoint(c)) != TR_OK) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    rc = step_done(c, st, "consumer_remove");
+    if (rc == TR_OK && sqlite3_changes(c->db) == 0) rc = TR_ENOENT;
+    return finish(c, rc);
+}
+
+int tr_catalog_consumer_list(tr_catalog *c, int64_t stream_id, tr_consumer_visit fn,
+                             void *ctx) {
+    sqlite3_stmt *st;
+    int rc = prepare(c,
+                     "SELECT id, stream_id, name, created_ms FROM consumers"
+                     " WHERE stream_id = ? ORDER BY name",
+                     &st);
+    if (rc != TR_OK) return rc;
+    sqlite3_bind_int64(st, 1, stream_id);
+    int visited = 0;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            visited = db_err(c, r, "consumer_list");
+            break;
+        }
+        tr_consumer_meta m;
+        read_consumer(st, &m);
+        visited++;
+        if (fn(ctx, &m)) break;
+    }
+    sqlite3_finalize(st);
+    return visited;
 }

@@ -82,6 +82,25 @@ int tr_catalog_tag_list(tr_catalog *c, int64_t stream_id, const char *after, int
                         tr_tag_visit fn, void *ctx);
 int tr_catalog_tag_count(tr_catalog *c, int64_t stream_id);
 
+/* Registered consumers of a stream (enhanced fan-out); names unique per stream. */
+typedef struct tr_consumer_meta {
+    int64_t id;
+    int64_t stream_id;
+    char name[TR_NAME_MAX + 1];
+    int64_t created_ms;
+} tr_consumer_meta;
+
+/* Fills m->id. TR_EEXIST when the stream has a consumer of that name, TR_ENOENT when the
+ * stream is gone. */
+int tr_catalog_consumer_add(tr_catalog *c, tr_consumer_meta *m);
+int tr_catalog_consumer_get(tr_catalog *c, int64_t stream_id, const char *name,
+                            tr_consumer_meta *m);
+int tr_catalog_consumer_remove(tr_catalog *c, int64_t stream_id, const char *name);
+/* In name order; fn returning non-zero stops. Returns how many were visited, or an error. */
+typedef int (*tr_consumer_visit)(void *ctx, const tr_consumer_meta *m);
+int tr_catalog_consumer_list(tr_catalog *c, int64_t stream_id, tr_consumer_visit fn,
+                             void *ctx);
+
 /* Runs fn inside one transaction: used when a control-plane operation changes several rows
  * (a split closes one shard and adds two). fn's error rolls everything back. */
 int tr_catalog_txn(tr_catalog *c, int (*fn)(tr_catalog *c, void *ctx), void *ctx);
