@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "api/kinesis_call.h"
+#include "api/kinesis_limits.h"
 #include "data/seqnum.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -220,8 +221,13 @@ int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
     k->srv = srv;
     k->data = data;
     if (cfg != NULL) k->cfg = *cfg;
+    if (k->cfg.aws_limits && (k->limits = kin_limits_new()) == NULL) {
+        free(k);
+        return TR_ENOMEM;
+    }
     int rc = kin_subscribe_start(k);
     if (rc != TR_OK) {
+        kin_limits_free(k->limits);
         free(k);
         return rc;
     }
@@ -242,6 +248,7 @@ void tr_kinesis_stop(tr_kinesis *k) {
 void tr_kinesis_free(tr_kinesis *k) {
     if (k == NULL) return;
     kin_subscribe_stop(k);
+    kin_limits_free(k->limits);
     free(k);
 }
 

@@ -21,7 +21,11 @@ struct tr_kinesis {
     tr_data *data;
     tr_kinesis_config cfg;
     struct kin_subscriptions *subs; /* kinesis_subscribe.c */
+    struct kin_limits *limits;      /* NULL unless --limits aws */
 };
+
+/* A record refused by --limits aws (a status beside the tr_err codes). */
+#define KIN_THROTTLED 1000
 
 typedef struct kin_call kin_call;
 

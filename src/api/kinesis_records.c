@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/kinesis_call.h"
+#include "api/kinesis_limits.h"
 #include "core/shard.h"
 #include "data/iterator.h"
 #include "data/seqnum.h"
@@ -141,11 +142,28 @@ static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, const c
                                 .ehk = ehk_s, .ehk_len = ehk_s ? (uint32_t)strlen(ehk_s) : 0,
                                 .data = bytes, .data_len = (uint32_t)len};
     p->shard[i] = tr_data_route(p->s, hk);
-    if (p->shard[i] == NULL) p->status[i] = TR_ECLOSED; /* mid-reshard: retry */
+    if (p->shard[i] == NULL)
+        p->status[i] = TR_ECLOSED; /* mid-reshard: retry */
+    else if (c->k->limits != NULL && !kin_limits_write(c->k->limits, p->shard[i]->uid, len + klen))
+        p->status[i] = KIN_THROTTLED;
     return 0;
 }
 
-static void w_error_of(kin_call *c, int status) {
+static void throttled_message(kin_call *c, const put_state *p, size_t i, char *msg,
+                              size_t len) {
+    snprintf(msg, len, "Rate exceeded for shard %s in stream %s under account %s.",
+             p->shard[i]->id, p->s->name, tr_data_cfg(c->k->data)->account);
+}
+
+static void w_error_of(kin_call *c, const put_state *p, size_t i) {
+    int status = p->status[i];
+    if (status == KIN_THROTTLED) {
+        char msg[400];
+        throttled_message(c, p, i, msg, sizeof msg);
+        tr_w_kstr(&c->out, "ErrorCode", "ProvisionedThroughputExceededException");
+        tr_w_kstr(&c->out, "ErrorMessage", msg);
+        return;
+    }
     tr_w_kstr(&c->out, "ErrorCode", "InternalFailure");
     char msg[160];
     snprintf(msg, sizeof msg, "Internal service failure: %s", tr_strerror(status));
@@ -157,7 +175,11 @@ static void put_answer(put_state *p) {
     tr_writer *w = &c->out;
     const char *enc = p->s->encrypted ? "KMS" : "NONE";
     if (!p->batch) {
-        if (p->status[0] != TR_OK) {
+        if (p->status[0] == KIN_THROTTLED) {
+            char msg[400];
+            throttled_message(c, p, 0, msg, sizeof msg);
+            kin_fail(c, 400, "ProvisionedThroughputExceededException", "%s", msg);
+        } else if (p->status[0] != TR_OK) {
             kin_fail(c, 500, "InternalFailure", "Internal service failure: %s",
                      tr_strerror(p->status[0]));
         } else {
@@ -182,7 +204,7 @@ static void put_answer(put_state *p) {
             kin_w_seq(&c->out, "SequenceNumber", p->s, (uint32_t)p->shard[i]->index, p->seq[i]);
             tr_w_kstr(w, "ShardId", p->shard[i]->id);
         } else {
-            w_error_of(c, p->status[i]);
+            w_error_of(c, p, i);
         }
         tr_w_obj_end(w);
     }
@@ -218,7 +240,7 @@ static void on_appended(void *ctx, int status, uint64_t first_seq, int64_t arriv
 /* Groups the routed records by shard and queues one append per shard. */
 static int put_start(put_state *p) {
     for (size_t i = 0; i < p->n; i++) {
-        if (p->shard[i] == NULL) continue;
+        if (p->status[i] != TR_OK) continue; /* unroutable or throttled */
         put_group *g = NULL;
         for (size_t k = 0; k < p->ngroups; k++)
             if (p->groups[k].shard == p->shard[i]) g = &p->groups[k];
@@ -495,6 +517,13 @@ void kin_get_records(kin_call *c) {
         return;
     }
     const tr_data_shard *sh = &s->shards[it.shard_index];
+    if (c->k->limits != NULL && !kin_limits_read_call(c->k->limits, sh->uid)) {
+        kin_fail(c, 400, "ProvisionedThroughputExceededException",
+                 "Rate exceeded for shard %s in stream %s under account %s.", sh->id, s->name,
+                 tr_data_cfg(c->k->data)->account);
+        tr_data_put(s);
+        return;
+    }
     tr_read_batch b;
     tr_read_batch_init(&b);
     int rc = tr_shard_read(sh->log, it.next_seq, (size_t)limit, MAX_GET_BYTES, &b);
@@ -504,6 +533,7 @@ void kin_get_records(kin_call *c) {
         tr_data_put(s);
         return;
     }
+    if (c->k->limits != NULL) kin_limits_read_bytes(c->k->limits, sh->uid, b.bytes);
     tr_shard_info info;
     tr_shard_get_info(sh->log, &info);
     tr_writer *w = &c->out;
