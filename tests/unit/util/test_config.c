@@ -152,6 +152,27 @@ static void file_errors_name_the_line(void **state) {
     tmpdir_remove(dir);
 }
 
+static void data_streams_keys(void **state) {
+    (void)state;
+    tr_config c;
+    char err[256];
+    tr_config_defaults(&c);
+    assert_int_equal(c.stream_transition_ms, 500);
+    assert_int_equal(c.iterator_ttl_ms, 300000);
+    assert_int_equal(c.limits_aws, 0);
+    assert_int_equal(tr_config_set(&c, "limits", "aws", err, sizeof err), 0);
+    assert_int_equal(c.limits_aws, 1);
+    assert_int_equal(tr_config_set(&c, "limits", "none", err, sizeof err), 0);
+    assert_int_equal(c.limits_aws, 0);
+    assert_int_equal(tr_config_set(&c, "limits", "lots", err, sizeof err), -1);
+    assert_string_equal(err, "limits: expected none or aws, got 'lots'");
+    assert_int_equal(tr_config_set(&c, "stream_transition_ms", "0", err, sizeof err), 0);
+    assert_int_equal(c.stream_transition_ms, 0);
+    assert_int_equal(tr_config_set(&c, "iterator_ttl_ms", "999", err, sizeof err), -1);
+    assert_int_equal(tr_config_set(&c, "iterator_ttl_ms", "2000", err, sizeof err), 0);
+    assert_int_equal(c.iterator_ttl_ms, 2000);
+}
+
 static void tls_pair(void **state) {
     (void)state;
     tr_config c;
@@ -171,6 +192,7 @@ int main(void) {
         cmocka_unit_test(load_file),
         cmocka_unit_test(file_errors_name_the_line),
         cmocka_unit_test(tls_pair),
+        cmocka_unit_test(data_streams_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
