@@ -396,16 +396,20 @@ int tr_shard_append(tr_shard *s, const tr_record_in *recs, size_t n, int64_t now
             return TR_EINVAL;
     }
     int64_t arrival = now_ms > s->last_ms ? now_ms : s->last_ms;
-    *first_seq = s->next_seq;
-    for (size_t i = 0; i < n; i++) {
-        size_t fb = tr_frame_size(&recs[i]);
-        if (needs_roll(s, fb, arrival)) {
-            int rc = roll(s, arrival);
-            if (rc != TR_OK) return rc;
-        }
-        int rc = wbuf_reserve(s, fb);
+    /* A request's records go into one segment: the roll, which first writes what earlier
+     * requests buffered, comes before any of them is encoded, so that a request that fails
+     * leaves none of its records behind (a segment may pass the limit by one request). */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += tr_frame_size(&recs[i]);
+    if (needs_roll(s, total, arrival)) {
+        int rc = roll(s, arrival);
         if (rc != TR_OK) return rc;
-        tr_segment *a = active(s);
+    }
+    int rc = wbuf_reserve(s, total);
+    if (rc != TR_OK) return rc;
+    *first_seq = s->next_seq;
+    tr_segment *a = active(s);
+    for (size_t i = 0; i < n; i++) {
         uint64_t off = a->size + s->wlen;
         s->wlen += tr_frame_encode(s->wbuf + s->wlen, &recs[i], s->next_seq, arrival);
         pthread_mutex_lock(&s->mu);

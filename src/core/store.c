@@ -93,10 +93,28 @@ static void fail_req(store_req *r, int status) {
     r->first_seq = 0;
 }
 
-static void run_append(tr_store *st, store_req *r, shard_entry **dirty) {
+/* Fails the append requests of e in [from, until) whose records are not committed: after a
+ * failed write the shard has discarded them. */
+static void fail_uncommitted(store_req *from, store_req *until, shard_entry *e, int status) {
+    tr_shard_info info;
+    tr_shard_get_info(e->shard, &info);
+    for (store_req *r = from; r != until; r = r->next) {
+        if (r->entry == e && r->type == REQ_APPEND && r->status == TR_OK &&
+            r->first_seq + r->n - 1 > info.last_seq)
+            fail_req(r, status);
+    }
+}
+
+static void run_append(tr_store *st, store_req *batch, store_req *r, shard_entry **dirty) {
     shard_entry *e = r->entry;
     r->arrival_ms = now_ms();
     r->status = tr_shard_append(e->shard, r->recs, r->n, r->arrival_ms, &r->first_seq);
+    if (r->status == TR_ENOSPC || r->status == TR_EIO) {
+        /* A roll writes what earlier requests buffered before it starts a segment; when that
+         * write failed, their records are gone too. */
+        tr_metric_add(r->status == TR_ENOSPC ? st->m_errors_nospc : st->m_errors_io, 1);
+        fail_uncommitted(batch, r, e, r->status);
+    }
     if (r->status == TR_OK) {
         tr_shard_info info;
         (void)info;
@@ -119,13 +137,7 @@ static void commit_dirty(tr_store *st, shard_entry *dirty, store_req *batch) {
         if (rc == TR_OK) continue;
         tr_metric_add(rc == TR_ENOSPC ? st->m_errors_nospc : st->m_errors_io, 1);
         /* Requests whose records a roll already committed keep their success. */
-        tr_shard_info info;
-        tr_shard_get_info(e->shard, &info);
-        for (store_req *r = batch; r; r = r->next) {
-            if (r->entry == e && r->type == REQ_APPEND && r->status == TR_OK &&
-                r->first_seq + r->n - 1 > info.last_seq)
-                fail_req(r, rc);
-        }
+        fail_uncommitted(batch, NULL, e, rc);
     }
 }
 
@@ -151,7 +163,7 @@ static void process_batch(tr_store *st, store_req *batch) {
     for (store_req *r = batch; r; r = r->next) {
         shard_entry *e = r->entry;
         if (r->type == REQ_APPEND) {
-            run_append(st, r, &dirty);
+            run_append(st, batch, r, &dirty);
         } else if (r->type == REQ_CLOSE) {
             /* Appends queued before the close must land first and be durable. */
             commit_dirty(st, dirty, batch);
