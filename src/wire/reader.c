@@ -128,6 +128,123 @@ static json_t *from_cbor(cbor_item_t *it, int depth) {
     return NULL;
 }
 
+/* ---- a pass over the CBOR heads before libcbor builds anything ----
+ *
+ * cbor_load allocates a definite array or map for every entry its head declares before it
+ * reads them: a five-byte body declaring a billion entries costs gigabytes. So the heads are
+ * walked first with the streaming decoder, keeping the entries still due in every open
+ * container: since each entry takes at least one byte, more entries due than bytes left is
+ * refused (a valid body never is). Nesting deeper than the tree conversion takes is refused
+ * too. */
+
+#define SCAN_INDEFINITE SIZE_MAX
+#define SCAN_MAX_OPEN (TR_WIRE_MAX_DEPTH + 2) /* + a tag and a chunked string at the bottom */
+
+typedef struct {
+    size_t left[SCAN_MAX_OPEN]; /* entries still due per open container, or SCAN_INDEFINITE */
+    int depth;
+    size_t due;                 /* sum of the definite left[] */
+    int bad;                    /* refused */
+    int stop;                   /* malformed: left to cbor_load */
+    /* the head the last callback saw */
+    enum { EV_ITEM, EV_OPEN, EV_OPEN_INDEFINITE, EV_BREAK } ev;
+    size_t ev_entries;
+} cbor_scan;
+
+static void on_item(void *ctx) { ((cbor_scan *)ctx)->ev = EV_ITEM; }
+static void on_open_indef(void *ctx) { ((cbor_scan *)ctx)->ev = EV_OPEN_INDEFINITE; }
+static void on_break(void *ctx) { ((cbor_scan *)ctx)->ev = EV_BREAK; }
+static void on_array(void *ctx, size_t n) {
+    cbor_scan *s = ctx;
+    s->ev = EV_OPEN;
+    s->ev_entries = n;
+}
+static void on_map(void *ctx, size_t n) {
+    cbor_scan *s = ctx;
+    s->ev = EV_OPEN;
+    s->ev_entries = n > SIZE_MAX / 2 ? SIZE_MAX : 2 * n;
+}
+static void on_tag(void *ctx, uint64_t tag) {
+    (void)tag;
+    cbor_scan *s = ctx;
+    s->ev = EV_OPEN;
+    s->ev_entries = 1;
+}
+static void on_u8(void *ctx, uint8_t v) { (void)v; on_item(ctx); }
+static void on_u16(void *ctx, uint16_t v) { (void)v; on_item(ctx); }
+static void on_u32(void *ctx, uint32_t v) { (void)v; on_item(ctx); }
+static void on_u64(void *ctx, uint64_t v) { (void)v; on_item(ctx); }
+static void on_str(void *ctx, cbor_data d, size_t n) { (void)d, (void)n; on_item(ctx); }
+static void on_float(void *ctx, float v) { (void)v; on_item(ctx); }
+static void on_double(void *ctx, double v) { (void)v; on_item(ctx); }
+static void on_bool(void *ctx, bool v) { (void)v; on_item(ctx); }
+
+/* Accounts for one head; `left_after` is the number of body bytes after it. */
+static void scan_head(cbor_scan *s, size_t left_after) {
+    if (s->ev == EV_BREAK) {
+        if (s->depth == 0 || s->left[s->depth - 1] != SCAN_INDEFINITE) {
+            s->stop = 1; /* malformed: cbor_load says where */
+            return;
+        }
+        s->depth--;
+    } else {
+        /* Every head but a break fills one entry of the container it is in. */
+        if (s->depth > 0 && s->left[s->depth - 1] != SCAN_INDEFINITE) {
+            s->left[s->depth - 1]--;
+            s->due--;
+        }
+        if (s->due > left_after) { /* entries promised earlier no longer fit */
+            s->bad = 1;
+            return;
+        }
+        if (s->ev == EV_OPEN_INDEFINITE || (s->ev == EV_OPEN && s->ev_entries > 0)) {
+            size_t n = s->ev == EV_OPEN ? s->ev_entries : SCAN_INDEFINITE;
+            if (s->depth == SCAN_MAX_OPEN || (n != SCAN_INDEFINITE && n > left_after - s->due)) {
+                s->bad = 1;
+                return;
+            }
+            if (n != SCAN_INDEFINITE) s->due += n;
+            s->left[s->depth++] = n;
+        }
+    }
+    /* Close definite containers whose last entry is complete. */
+    while (s->depth > 0 && s->left[s->depth - 1] == 0) s->depth--;
+}
+
+/* 0 when the first item of body passes; -1 (with the offset of the head in *at) if not. Heads
+ * libcbor cannot decode are left for cbor_load to report. */
+static int cbor_prescan(const uint8_t *body, size_t len, size_t *at) {
+    struct cbor_callbacks cb = cbor_empty_callbacks;
+    cb.uint8 = cb.negint8 = on_u8;
+    cb.uint16 = cb.negint16 = on_u16;
+    cb.uint32 = cb.negint32 = on_u32;
+    cb.uint64 = cb.negint64 = on_u64;
+    cb.byte_string = cb.string = on_str;
+    cb.byte_string_start = cb.string_start = cb.indef_array_start = cb.indef_map_start =
+        on_open_indef;
+    cb.array_start = on_array;
+    cb.map_start = on_map;
+    cb.tag = on_tag;
+    cb.float2 = cb.float4 = on_float;
+    cb.float8 = on_double;
+    cb.undefined = cb.null = on_item;
+    cb.boolean = on_bool;
+    cb.indef_break = on_break;
+    cbor_scan s = {.depth = 0};
+    size_t off = 0;
+    do {
+        struct cbor_decoder_result r = cbor_stream_decode(body + off, len - off, &cb, &s);
+        if (r.status != CBOR_DECODER_FINISHED) return 0;
+        off += r.read;
+        scan_head(&s, len - off);
+        if (s.bad) {
+            *at = off - r.read;
+            return -1;
+        }
+    } while (s.depth > 0 && off < len && !s.stop);
+    return 0;
+}
+
 json_t *tr_wire_parse(tr_wire_format f, const uint8_t *body, size_t len, char *err,
                       size_t err_len) {
     if (len == 0) return json_object();
@@ -136,6 +253,12 @@ json_t *tr_wire_parse(tr_wire_format f, const uint8_t *body, size_t len, char *e
         json_t *j = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
         if (!j) snprintf(err, err_len, "%s", je.text);
         return j;
+    }
+    size_t at;
+    if (cbor_prescan(body, len, &at) != 0) {
+        snprintf(err, err_len, "CBOR at byte %zu declares more than the body holds or nests "
+                 "deeper than %d", at, TR_WIRE_MAX_DEPTH);
+        return NULL;
     }
     struct cbor_load_result res;
     cbor_item_t *it = cbor_load(body, len, &res);
