@@ -18,6 +18,7 @@
 #define MAX_GET_RECORDS 10000
 #define MAX_GET_BYTES (10u * 1024 * 1024)
 #define MAX_PARTITION_KEY 256
+#define MAX_PUT_REROUTES 3
 
 /* ---- puts ---- */
 
@@ -41,26 +42,37 @@ struct put_state {
     tr_record_in *recs;   /* request order */
     uint8_t **owned;      /* decoded blobs */
     const tr_data_shard **shard;
+    tr_hashkey *hk;       /* each record's hash key, to route it again */
+    uint8_t *todo;        /* records the next put_start appends */
     uint64_t *seq;
     int *status;
     put_group *groups;
     size_t ngroups;
+    int reroutes;
     atomic_size_t pending;
     tr_task task;
 };
+
+static void free_groups(put_state *p) {
+    for (size_t g = 0; p->groups != NULL && g < p->ngroups; g++) {
+        free(p->groups[g].members);
+        free(p->groups[g].recs);
+    }
+    if (p->groups != NULL) memset(p->groups, 0, p->n * sizeof *p->groups);
+    p->ngroups = 0;
+}
 
 static void put_state_free(void *arg) {
     put_state *p = arg;
     if (p == NULL) return;
     for (size_t i = 0; p->owned != NULL && i < p->n; i++) free(p->owned[i]);
-    for (size_t g = 0; p->groups != NULL && g < p->ngroups; g++) {
-        free(p->groups[g].members);
-        free(p->groups[g].recs);
-    }
+    free_groups(p);
     free(p->groups);
     free(p->owned);
     free(p->recs);
     free(p->shard);
+    free(p->hk);
+    free(p->todo);
     free(p->seq);
     free(p->status);
     tr_data_put(p->s);
@@ -79,10 +91,14 @@ static put_state *put_state_new(kin_call *c, tr_data_stream *s, size_t n, int ba
     p->recs = calloc(n, sizeof *p->recs);
     p->owned = calloc(n, sizeof *p->owned);
     p->shard = calloc(n, sizeof *p->shard);
+    p->hk = calloc(n, sizeof *p->hk);
+    p->todo = calloc(n, sizeof *p->todo);
     p->seq = calloc(n, sizeof *p->seq);
     p->status = calloc(n, sizeof *p->status);
     p->groups = calloc(n, sizeof *p->groups);
-    if (!p->recs || !p->owned || !p->shard || !p->seq || !p->status || !p->groups) return NULL;
+    if (!p->recs || !p->owned || !p->shard || !p->hk || !p->todo || !p->seq || !p->status ||
+        !p->groups)
+        return NULL;
     return p;
 }
 
@@ -141,9 +157,11 @@ static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, const c
                                 .pkey = key, .pkey_len = (uint32_t)klen,
                                 .ehk = ehk_s, .ehk_len = ehk_s ? (uint32_t)strlen(ehk_s) : 0,
                                 .data = bytes, .data_len = (uint32_t)len};
+    p->hk[i] = hk;
+    p->todo[i] = 1;
     p->shard[i] = tr_data_route(p->s, hk);
     if (p->shard[i] == NULL)
-        p->status[i] = TR_ECLOSED; /* mid-reshard: retry */
+        p->status[i] = TR_ECLOSED; /* mid-reshard: routed again */
     else if (c->k->limits != NULL && !kin_limits_write(c->k->limits, p->shard[i]->uid, len + klen))
         p->status[i] = KIN_THROTTLED;
     return 0;
@@ -214,8 +232,61 @@ static void put_answer(put_state *p) {
     kin_finish(c);
 }
 
+static int put_start(put_state *p);
+
+/* On a worker: a reshard closed the shard some records were routed to after they were
+ * routed. Waits for the reshard to finish, takes the stream's new snapshot and routes those
+ * records again (to the children, which open only once the parent is closed, so per-key
+ * order holds). A shard has the same index in every snapshot of its stream. */
+static void reroute_on_worker(tr_work *w) {
+    kin_call *c = (kin_call *)w;
+    put_state *p = c->op_state;
+    for (size_t i = 0; i < p->n; i++) p->todo[i] = 0;
+    tr_data_wait_settled(c->k->data);
+    tr_data_stream *s = tr_data_get_by_id(c->k->data, p->s->id);
+    if (s == NULL) return; /* deleted meanwhile: the records fail */
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->shard[i] != NULL) p->shard[i] = &s->shards[p->shard[i]->index];
+        if (p->status[i] != TR_ECLOSED) continue;
+        const tr_data_shard *sh = tr_data_route(s, p->hk[i]);
+        if (sh == NULL) continue;
+        p->shard[i] = sh;
+        if (c->k->limits != NULL &&
+            !kin_limits_write(c->k->limits, sh->uid, p->recs[i].data_len + p->recs[i].pkey_len)) {
+            p->status[i] = KIN_THROTTLED;
+        } else {
+            p->status[i] = TR_OK;
+            p->todo[i] = 1;
+        }
+    }
+    tr_data_put(p->s);
+    p->s = s;
+}
+
+static void reroute_done_on_loop(tr_task *t) {
+    kin_call *c = (kin_call *)((char *)t - offsetof(tr_work, done));
+    put_state *p = c->op_state;
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++) n += p->todo[i];
+    if (n == 0) {
+        put_answer(p);
+    } else if (put_start(p) != TR_OK) {
+        kin_fail(c, 500, "InternalFailure", "out of memory");
+        kin_finish(c);
+    }
+}
+
 static void put_done_on_loop(tr_task *t) {
     put_state *p = (put_state *)((char *)t - offsetof(put_state, task));
+    int closed = 0;
+    for (size_t i = 0; i < p->n; i++) closed |= p->status[i] == TR_ECLOSED;
+    if (closed && p->reroutes < MAX_PUT_REROUTES) {
+        kin_call *c = p->c;
+        p->reroutes++;
+        c->work.run = reroute_on_worker;
+        c->work.done.fn = reroute_done_on_loop;
+        if (tr_workpool_submit(tr_server_workpool(c->k->srv), &c->work) == TR_OK) return;
+    }
     put_answer(p);
 }
 
@@ -237,10 +308,11 @@ static void on_appended(void *ctx, int status, uint64_t first_seq, int64_t arriv
     group_finished(g->p);
 }
 
-/* Groups the routed records by shard and queues one append per shard. */
+/* Groups the routed records still to append by shard and queues one append per shard. */
 static int put_start(put_state *p) {
+    free_groups(p);
     for (size_t i = 0; i < p->n; i++) {
-        if (p->status[i] != TR_OK) continue; /* unroutable or throttled */
+        if (!p->todo[i] || p->status[i] != TR_OK) continue; /* done, unroutable, throttled */
         put_group *g = NULL;
         for (size_t k = 0; k < p->ngroups; k++)
             if (p->groups[k].shard == p->shard[i]) g = &p->groups[k];

@@ -80,6 +80,11 @@ int tr_data_with_catalog(tr_data *d, int (*fn)(tr_catalog *c, void *ctx), void *
     return rc;
 }
 
+void tr_data_wait_settled(tr_data *d) {
+    pthread_mutex_lock(&d->ctl); /* held by every change from its start to the swap */
+    pthread_mutex_unlock(&d->ctl);
+}
+
 const char *tr_data_status(const tr_data_stream *s, int64_t now) {
     return now >= s->ready_ms ? "ACTIVE" : s->status;
 }

@@ -109,6 +109,10 @@ int tr_data_set_mode(tr_data *d, tr_data_stream *s, int on_demand, tr_data_err *
 int tr_data_list(tr_data *d, const char *after, int limit,
                  int (*fn)(void *ctx, const tr_data_stream *s), void *ctx);
 
+/* Waits until a control-plane change in progress (a reshard closing shards) has finished, so
+ * that tr_data_get returns the snapshot it made. Worker threads only. */
+void tr_data_wait_settled(tr_data *d);
+
 /* Tags, through the catalog. */
 tr_catalog *tr_data_catalog(tr_data *d);
 /* Runs fn with the catalog lock held (the catalog is not thread-safe). */
