@@ -23,6 +23,9 @@ typedef struct tr_kv {
     char *name, *value;
 } tr_kv;
 
+typedef struct tr_h2_conn tr_h2_conn;
+typedef struct tr_h2_stream tr_h2_stream;
+
 typedef enum {
     RESP_NONE = 0,   /* no answer yet */
     RESP_QUEUED,     /* answer set; headers not yet written */
@@ -32,7 +35,8 @@ typedef enum {
 
 struct tr_req {
     tr_server *srv;
-    struct lws *wsi;          /* NULL once the request is dead */
+    struct lws *wsi;          /* NULL once the request is dead (h2: the connection's) */
+    tr_h2_stream *h2s;        /* an HTTP/2 stream spoken by h2.c (nghttp2), else NULL */
     int refs;
     const tr_route *route;    /* NULL for built-in answers (unknown route, draining) */
     const tr_handler *handler;
@@ -47,6 +51,7 @@ struct tr_req {
     int h2, tls;
     int64_t start_ns;
     tr_kv *hdr_cache;         /* looked-up request headers, owned */
+    int hdrs_complete;        /* hdr_cache holds every header (h2.c): never ask lws */
 
     /* request body */
     int stream_body;          /* chunks go to handler->on_body */
@@ -98,6 +103,9 @@ struct tr_server {
 
 /* request.c */
 tr_req *tr_req_create(tr_server *srv, struct lws *wsi, const char *uri, size_t uri_len);
+/* A request on an HTTP/2 stream of h2.c: takes the headers (*hdrs is set to NULL). */
+tr_req *tr_req_create_h2(tr_server *srv, struct lws *conn_wsi, tr_h2_stream *st,
+                         const char *method, const char *path_and_query, tr_kv **hdrs);
 /* Routes the request (or picks a built-in handler) and runs on_headers. Returns 0 or -1. */
 int tr_req_begin(tr_req *req);
 /* A piece of body from lws: accumulates or streams. Returns 0, or -1 to drop. */
@@ -121,6 +129,17 @@ int tr_listener_start(tr_server *s, int fd);
 void tr_listener_stop(tr_server *s);
 int tr_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                          void *in, size_t len);
+
+/* h2.c: HTTP/2 on the plain port with nghttp2, on a raw lws descriptor. */
+/* Turns a sniffed raw connection into an h2 connection. Returns 0 or -1. */
+int tr_h2_start(tr_server *s, struct lws *wsi);
+tr_h2_conn *tr_h2_of(struct lws *wsi);   /* NULL for a raw watcher that is not h2 */
+int tr_h2_on_readable(tr_h2_conn *c);    /* 0, or -1 to close */
+int tr_h2_on_writeable(tr_h2_conn *c);   /* 0, or -1 to close */
+void tr_h2_on_close(tr_h2_conn *c);
+void tr_h2_submit(tr_req *req);          /* the answer is set: send HEADERS, then DATA */
+void tr_h2_resume(tr_req *req);          /* more streamed body, or its end */
+void tr_h2_unlink(tr_req *req);          /* the request dies before its stream */
 
 /* builtin.c */
 extern const tr_handler tr_builtin_not_found;

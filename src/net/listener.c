@@ -4,8 +4,9 @@
  * connection as HTTP/2, and without it an h2 preface kills the connection. The AWS SDKs need
  * both on one port, so we own the listening socket: accepted connections are first watched as
  * raw descriptors until their first bytes arrive, peeked (not read) and compared with the
- * HTTP/2 client preface, then handed to the h2 vhost or the HTTP/1.1 vhost. With TLS, ALPN
- * decides and connections go straight to the TLS vhost. Owning the socket also gives exact
+ * HTTP/2 client preface: HTTP/1.1 is handed to the HTTP/1.1 vhost, HTTP/2 stays a raw
+ * descriptor spoken by h2.c with nghttp2 (lws's h2 loses custom headers, X-Amz-Target among
+ * them). With TLS, ALPN decides and connections go straight to the TLS vhost. Owning the socket also gives exact
  * bind errors ("address already in use") and a way to stop accepting at shutdown. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -131,11 +132,20 @@ static int sniff(tr_server *s, struct lws *wsi) {
     int is_h2 = memcmp(buf, h2_preface, (size_t)n) == 0;
     /* A partial preface: wait for the rest (clients send the 24 bytes in one segment). */
     if (is_h2 && (size_t)n < H2_PREFACE_LEN) return 0;
+    /* HTTP/2 stays on this raw watcher, spoken by h2.c (nghttp2): lws's own h2 drops
+     * custom request headers such as X-Amz-Target. */
+    if (is_h2) {
+        if (tr_h2_start(s, wsi) != 0) {
+            tr_warn("msg=\"cannot start an HTTP/2 connection\"");
+            return -1;
+        }
+        return tr_h2_on_readable(tr_h2_of(wsi));
+    }
     /* Closing the raw watcher closes its descriptor; the duplicate keeps the socket. */
     int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (nfd < 0) return -1;
-    if (lws_adopt_socket_vhost(is_h2 ? s->vhost_h2 : s->vhost, nfd) == NULL)
-        tr_warn("msg=\"cannot adopt a connection\" proto=%s", is_h2 ? "h2" : "http/1.1");
+    if (lws_adopt_socket_vhost(s->vhost, nfd) == NULL)
+        tr_warn("msg=\"cannot adopt a connection\" proto=http/1.1");
     return -1;
 }
 
@@ -148,9 +158,13 @@ int tr_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             accept_all(s, (int)lws_get_socket_fd(wsi));
             return 0;
         }
+        if (tr_h2_of(wsi) != NULL) return tr_h2_on_readable(tr_h2_of(wsi));
         return sniff(s, wsi);
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        return tr_h2_of(wsi) != NULL ? tr_h2_on_writeable(tr_h2_of(wsi)) : 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (wsi == s->listen_wsi) s->listen_wsi = NULL;
+        else if (tr_h2_of(wsi) != NULL) tr_h2_on_close(tr_h2_of(wsi));
         return 0;
     default:
         return 0;

@@ -91,6 +91,65 @@ tr_req *tr_req_create(tr_server *srv, struct lws *wsi, const char *uri, size_t u
     return req;
 }
 
+/* %-decodes s[0..len) into a fresh string. */
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static char *pct_decode(const char *s, size_t len) {
+    char *d = malloc(len + 1);
+    if (d == NULL) return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi = i + 2 < len && s[i] == '%' ? hexval(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+        if (lo >= 0) {
+            d[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            d[n++] = s[i];
+        }
+    }
+    d[n] = '\0';
+    return d;
+}
+
+tr_req *tr_req_create_h2(tr_server *srv, struct lws *conn_wsi, tr_h2_stream *st,
+                         const char *method, const char *path_and_query, tr_kv **hdrs) {
+    tr_req *req = calloc(1, sizeof *req);
+    if (req == NULL) return NULL;
+    req->srv = srv;
+    req->wsi = conn_wsi;
+    req->h2s = st;
+    req->h2 = 1;
+    req->refs = 1;
+    req->start_ns = tr_now_ns();
+    req->body_limit = srv->cfg.max_request_bytes;
+    req->hdr_cache = *hdrs;
+    req->hdrs_complete = 1;
+    *hdrs = NULL;
+    snprintf(req->method, sizeof req->method, "%s", method);
+    size_t plen = strlen(path_and_query);
+    const char *qmark = memchr(path_and_query, '?', plen);
+    size_t path_len = qmark ? (size_t)(qmark - path_and_query) : plen;
+    req->path = pct_decode(path_and_query, path_len);
+    req->query = qmark ? pct_decode(qmark + 1, plen - path_len - 1) : strdup("");
+    if (req->path == NULL || req->query == NULL || tr_reqid_uuid4(req->id) != 0 ||
+        tr_reqid_amz_id2(req->id2) != 0) {
+        req->wsi = NULL;
+        req->h2s = NULL;
+        tr_req_unref(req);
+        return NULL;
+    }
+    const char *t = tr_req_header(req, "x-amz-target");
+    if (t != NULL) req->target = strdup(t);
+    srv->inflight++;
+    return req;
+}
+
 /* The default operation label: the X-Amz-Target operation, else the route's pattern (never
  * the raw path, which would make one series per URL). */
 static void default_operation(tr_req *req) {
@@ -200,7 +259,8 @@ void tr_req_body_complete(tr_req *req) {
         return;
     }
     /* Answered early and fully written: the transaction can end now the body is read. */
-    if (req->resp == RESP_DONE && req->wsi != NULL) lws_callback_on_writable(req->wsi);
+    if (req->resp == RESP_DONE && req->wsi != NULL && req->h2s == NULL)
+        lws_callback_on_writable(req->wsi);
 }
 
 /* Metrics, log, on_close: once per request, whichever way it ends. */
@@ -214,7 +274,9 @@ static void finish(tr_req *req) {
 }
 
 void tr_req_detach(tr_req *req) {
-    if (req->wsi != NULL) {
+    if (req->h2s != NULL) {
+        tr_h2_unlink(req);
+    } else if (req->wsi != NULL) {
         tr_pss *pss = lws_wsi_user(req->wsi);
         if (pss != NULL && pss->req == req) pss->req = NULL;
     }
@@ -297,7 +359,7 @@ static char *lookup_header(struct lws *wsi, const char *name) {
 const char *tr_req_header(tr_req *req, const char *name) {
     for (tr_kv *kv = req->hdr_cache; kv != NULL; kv = kv->next)
         if (strcasecmp(kv->name, name) == 0) return kv->value;
-    if (req->wsi == NULL) return NULL;
+    if (req->wsi == NULL || req->hdrs_complete) return NULL;
     char *value = lookup_header(req->wsi, name);
     tr_kv *kv = calloc(1, sizeof *kv);
     char *n = strdup(name);

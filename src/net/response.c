@@ -69,7 +69,8 @@ static void set_answer(tr_req *req, int status, const char *content_type) {
     snprintf(req->content_type, sizeof req->content_type, "%s",
              content_type ? content_type : "application/octet-stream");
     req->resp = RESP_QUEUED;
-    lws_callback_on_writable(req->wsi);
+    if (req->h2s != NULL) tr_h2_submit(req);
+    else lws_callback_on_writable(req->wsi);
 }
 
 int tr_resp_send(tr_req *req, int status, const char *content_type, const void *body,
@@ -125,14 +126,16 @@ int tr_resp_start(tr_req *req, int status, const char *content_type) {
 int tr_resp_write(tr_req *req, const void *data, size_t len) {
     if (req->wsi == NULL || !req->streaming || req->ended) return -1;
     if (out_append(req, data, len) != 0) return -1;
-    lws_callback_on_writable(req->wsi);
+    if (req->h2s != NULL) tr_h2_resume(req);
+    else lws_callback_on_writable(req->wsi);
     return 0;
 }
 
 int tr_resp_end(tr_req *req) {
     if (req->wsi == NULL || !req->streaming || req->ended) return -1;
     req->ended = 1;
-    lws_callback_on_writable(req->wsi);
+    if (req->h2s != NULL) tr_h2_resume(req);
+    else lws_callback_on_writable(req->wsi);
     return 0;
 }
 

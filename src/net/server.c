@@ -192,6 +192,7 @@ static void drain_tick(lws_sorted_usec_list_t *sul) {
             tr_warn("msg=\"shutdown timeout; closing in-flight requests\" inflight=%lld",
                     (long long)s->inflight);
         s->done = 1;
+        lws_cancel_service(s->lws); /* leave the poll now, not at the next unrelated event */
         return;
     }
     lws_sul_schedule(s->lws, 0, &s->drain_sul, drain_tick, DRAIN_TICK_US);
