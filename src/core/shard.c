@@ -382,8 +382,11 @@ static int roll(tr_shard *s, int64_t now_ms) {
 static int needs_roll(tr_shard *s, size_t frame_bytes, int64_t now_ms) {
     tr_segment *a = active(s);
     if (a->count == 0) return 0;
+    /* first_ms was read from the file: an age that does not fit in 64 bits is old. */
+    int64_t age_ms;
     return a->size + s->wlen + frame_bytes > s->cfg.segment_max_bytes ||
-           now_ms - a->first_ms >= s->cfg.segment_max_age_ms;
+           __builtin_sub_overflow(now_ms, a->first_ms, &age_ms) ||
+           age_ms >= s->cfg.segment_max_age_ms;
 }
 
 int tr_shard_append(tr_shard *s, const tr_record_in *recs, size_t n, int64_t now_ms,
@@ -733,7 +736,13 @@ uint64_t tr_shard_seq_at_time(tr_shard *s, int64_t ms) {
     tr_read_batch b;
     tr_read_batch_init(&b);
     while (from <= last) {
-        if (tr_shard_read(s, from, 1000, 1u << 20, &b) != TR_OK || b.count == 0) break;
+        /* A read that fails (corruption) stops here, not at the end: the reader that starts
+         * from here meets the error too, instead of silently skipping what follows. */
+        if (tr_shard_read(s, from, 1000, 1u << 20, &b) != TR_OK) {
+            tr_read_batch_free(&b);
+            return from;
+        }
+        if (b.count == 0) break;
         for (size_t i = 0; i < b.count; i++) {
             if (b.records[i].arrival_ms >= ms) {
                 from = b.records[i].seq;

@@ -74,7 +74,9 @@ void *tr_shard_user(const tr_shard *s);
 const char *tr_shard_label(const tr_shard *s);
 
 /* Sequence number of the first retained record with arrival_ms >= ms (the AT_TIMESTAMP
- * iterator); next_seq if there is none yet. */
+ * iterator); next_seq if there is none yet. When the scan toward it meets a corrupt record,
+ * the position it read from, so that a read from there reports the damage instead of the
+ * records after it being skipped. */
 uint64_t tr_shard_seq_at_time(tr_shard *s, int64_t ms);
 
 /* The result of one read: records point into buf, which the batch owns. */
