@@ -15,7 +15,9 @@ static uint32_t frame_crc(const uint8_t *frame, uint32_t body_len) {
     return tr_crc32c(crc, frame + TR_FRAME_HEADER_BYTES, body_len);
 }
 
-size_t tr_frame_encode(uint8_t *out, const tr_record_in *in, uint64_t seq, int64_t arrival_ms) {
+/* Writes the length, the fixed fields and the keys (not the checksum); returns their size. */
+static size_t encode_fields(uint8_t *out, const tr_record_in *in, uint64_t seq,
+                            int64_t arrival_ms) {
     uint32_t body_len = TR_FRAME_FIXED_BODY_BYTES + in->pkey_len + in->ehk_len + in->data_len;
     uint8_t *b = out + TR_FRAME_HEADER_BYTES;
     tr_put_u32(out, body_len);
@@ -31,9 +33,24 @@ size_t tr_frame_encode(uint8_t *out, const tr_record_in *in, uint64_t seq, int64
     p += in->pkey_len;
     if (in->ehk_len) memcpy(p, in->ehk, in->ehk_len);
     p += in->ehk_len;
-    if (in->data_len) memcpy(p, in->data, in->data_len);
-    tr_put_u32(out + 4, frame_crc(out, body_len));
-    return TR_FRAME_HEADER_BYTES + body_len;
+    return (size_t)(p - out);
+}
+
+size_t tr_frame_encode(uint8_t *out, const tr_record_in *in, uint64_t seq, int64_t arrival_ms) {
+    size_t head = encode_fields(out, in, seq, arrival_ms);
+    if (in->data_len) memcpy(out + head, in->data, in->data_len);
+    size_t total = head + in->data_len;
+    tr_put_u32(out + 4, frame_crc(out, (uint32_t)(total - TR_FRAME_HEADER_BYTES)));
+    return total;
+}
+
+size_t tr_frame_encode_head(uint8_t *out, const tr_record_in *in, uint64_t seq,
+                            int64_t arrival_ms) {
+    size_t head = encode_fields(out, in, seq, arrival_ms);
+    uint32_t crc = frame_crc(out, (uint32_t)(head - TR_FRAME_HEADER_BYTES));
+    if (in->data_len) crc = tr_crc32c(crc, in->data, in->data_len);
+    tr_put_u32(out + 4, crc);
+    return head;
 }
 
 tr_frame_status tr_frame_decode(const uint8_t *buf, size_t len, tr_record *rec,

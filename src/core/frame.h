@@ -22,6 +22,13 @@ size_t tr_frame_size(const tr_record_in *in);
  * tr_frame_size(in) bytes). Returns the bytes written. */
 size_t tr_frame_encode(uint8_t *out, const tr_record_in *in, uint64_t seq, int64_t arrival_ms);
 
+/* The same frame without its payload, for a writer that writes the payload from the caller's
+ * buffer itself (pwritev): writes the first tr_frame_size(in) - in->data_len bytes (lengths,
+ * fields, keys, and the checksum, which covers in->data) and returns that count. On disk the
+ * payload follows them. */
+size_t tr_frame_encode_head(uint8_t *out, const tr_record_in *in, uint64_t seq,
+                            int64_t arrival_ms);
+
 typedef enum {
     TR_FRAME_OK = 0,
     TR_FRAME_SHORT = 1, /* buffer ends before the frame does: need more bytes */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/frame.h"
@@ -33,6 +34,29 @@ int tr_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
         p += n;
         len -= (size_t)n;
         off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int tr_pwritev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off) {
+    while (iovcnt > 0) {
+        ssize_t n = pwritev(fd, iov, iovcnt, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (n == 0) return -EIO;
+        off += (uint64_t)n;
+        size_t left = (size_t)n;
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
     }
     return 0;
 }
@@ -150,16 +174,22 @@ int tr_segment_create(const char *dir, uint64_t base_seq, int64_t now_ms, tr_seg
     return TR_OK;
 }
 
+int tr_segment_index_reserve(tr_segment *seg, size_t more) {
+    if (seg->idx_len + more <= seg->idx_cap) return TR_OK;
+    size_t cap = seg->idx_cap ? seg->idx_cap * 2 : 64;
+    while (cap < seg->idx_len + more) cap *= 2;
+    tr_index_entry *n = realloc(seg->idx, cap * sizeof *n);
+    if (!n) return TR_ENOMEM;
+    seg->idx = n;
+    seg->idx_cap = cap;
+    return TR_OK;
+}
+
 int tr_segment_index_add(tr_segment *seg, uint64_t seq, int64_t arrival_ms, uint64_t offset,
                          uint32_t index_interval) {
     if (seg->idx_len > 0 && offset - seg->idx_last_offset < index_interval) return TR_OK;
-    if (seg->idx_len == seg->idx_cap) {
-        size_t cap = seg->idx_cap ? seg->idx_cap * 2 : 64;
-        tr_index_entry *n = realloc(seg->idx, cap * sizeof *n);
-        if (!n) return TR_ENOMEM;
-        seg->idx = n;
-        seg->idx_cap = cap;
-    }
+    int rc = tr_segment_index_reserve(seg, 1);
+    if (rc != TR_OK) return rc;
     seg->idx[seg->idx_len++] = (tr_index_entry){seq, arrival_ms, offset};
     seg->idx_last_offset = offset;
     return TR_OK;

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define TR_SEGMENT_HEADER_BYTES 32u
 #define TR_SEGMENT_SUFFIX ".seg"
@@ -60,6 +61,9 @@ int tr_segment_open(const char *path, int newest, uint32_t index_interval, tr_se
  * (or it is the first frame). Returns TR_ENOMEM on allocation failure. */
 int tr_segment_index_add(tr_segment *seg, uint64_t seq, int64_t arrival_ms, uint64_t offset,
                          uint32_t index_interval);
+/* Makes room for `more` index entries, so that as many tr_segment_index_add calls cannot
+ * fail. */
+int tr_segment_index_reserve(tr_segment *seg, size_t more);
 /* Drops index entries for seq > last_seq (after a failed write is rolled back). */
 void tr_segment_index_truncate(tr_segment *seg, uint64_t last_seq);
 /* Offset of the frame to start scanning from to find `seq` (the last entry <= seq). */
@@ -87,6 +91,8 @@ int tr_segment_parse_name(const char *name, uint64_t *base_seq);
 int tr_fsync_dir(const char *dir);
 /* pwrite/pread loops that finish short transfers and retry EINTR; return 0 or -errno. */
 int tr_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* The same for a gather write; advances iov over what was written (so it is modified). */
+int tr_pwritev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off);
 int tr_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,17 @@
 #define CLOSED_FILE "CLOSED"
 #define READ_CHUNK_MIN (16u * 1024)
 #define READ_CHUNK_MAX (1024u * 1024)
+/* Payloads at least this big are written from the caller's buffer, not copied. Below it a
+ * copy costs less than one more iovec. */
+#define ZEROCOPY_MIN_BYTES 4096u
+#define IOV_BATCH 1024 /* iovecs per pwritev (IOV_MAX on Linux) */
+
+/* A piece of the next commit's gather write: wbuf[off, off + len), or a caller's payload. */
+typedef struct wpiece {
+    const uint8_t *ext; /* the caller's payload, or NULL for a run of wbuf */
+    size_t off;
+    size_t len;
+} wpiece;
 
 struct tr_shard {
     char *dir;
@@ -41,9 +53,16 @@ struct tr_shard {
     int closed;
     uint64_t ending_seq;
 
-    /* Writer state, touched only by the owning storage thread. */
+    /* Writer state, touched only by the owning storage thread. Appended frames wait for the
+     * commit as the pieces of one gather write: runs of wbuf (frame heads, keys and small
+     * payloads, copied) and large payloads straight from the callers' buffers, which stay
+     * unchanged until the commit (the store's callers keep them until their callback). */
     uint8_t *wbuf;
     size_t wlen, wcap;
+    size_t wrun;              /* start of the wbuf run not yet in pieces */
+    wpiece *pieces;
+    size_t npieces, pieces_cap;
+    uint64_t pending_bytes;   /* frame bytes waiting for the commit */
     uint64_t next_seq;
     int64_t last_ms;       /* newest arrival assigned; arrival times never go backwards */
     int readonly;
@@ -257,6 +276,7 @@ void tr_shard_free(tr_shard *s) {
     for (size_t i = 0; i < s->nsegs; i++) tr_segment_unref(s->segs[i]);
     free(s->segs);
     free(s->wbuf);
+    free(s->pieces);
     free(s->dir);
     free(s->label);
     pthread_mutex_destroy(&s->mu);
@@ -277,6 +297,53 @@ static int wbuf_reserve(tr_shard *s, size_t more) {
     return TR_OK;
 }
 
+static int pieces_reserve(tr_shard *s, size_t more) {
+    if (s->npieces + more <= s->pieces_cap) return TR_OK;
+    size_t cap = s->pieces_cap ? s->pieces_cap : 64;
+    while (cap < s->npieces + more) cap *= 2;
+    wpiece *n = realloc(s->pieces, cap * sizeof *n);
+    if (!n) return TR_ENOMEM;
+    s->pieces = n;
+    s->pieces_cap = cap;
+    return TR_OK;
+}
+
+/* Ends the current wbuf run as a piece. Every append reserves one piece more than it uses,
+ * so there is room. */
+static void close_run(tr_shard *s) {
+    if (s->wlen == s->wrun) return;
+    s->pieces[s->npieces++] = (wpiece){NULL, s->wrun, s->wlen - s->wrun};
+    s->wrun = s->wlen;
+}
+
+static void clear_pending(tr_shard *s) {
+    s->wlen = s->wrun = 0;
+    s->npieces = 0;
+    s->pending_bytes = 0;
+    s->pending_records = s->pending_payload = 0;
+}
+
+/* Writes every pending piece at file offset off; returns 0 or -errno. */
+static int write_pending(tr_shard *s, int fd, uint64_t off) {
+    close_run(s);
+    struct iovec iov[IOV_BATCH];
+    size_t i = 0;
+    while (i < s->npieces) {
+        int n = 0;
+        uint64_t bytes = 0;
+        for (; i < s->npieces && n < IOV_BATCH; i++, n++) {
+            const wpiece *p = &s->pieces[i];
+            iov[n].iov_base = (void *)(p->ext ? p->ext : s->wbuf + p->off);
+            iov[n].iov_len = p->len;
+            bytes += p->len;
+        }
+        int w = tr_pwritev_all(fd, iov, n, off);
+        if (w != 0) return w;
+        off += bytes;
+    }
+    return 0;
+}
+
 /* Undo buffered and failed writes: the file goes back to its committed size. */
 static void rollback(tr_shard *s) {
     tr_segment *a = active(s);
@@ -292,15 +359,14 @@ static void rollback(tr_shard *s) {
     pthread_mutex_unlock(&s->mu);
     s->next_seq = s->committed_seq + 1;
     s->last_ms = a->count ? a->last_ms : s->last_ms;
-    s->wlen = 0;
-    s->pending_records = s->pending_payload = 0;
+    clear_pending(s);
 }
 
 int tr_shard_commit(tr_shard *s, int durable, uint64_t *fsync_ns) {
     *fsync_ns = 0;
     tr_segment *a = active(s);
-    if (s->wlen > 0) {
-        int w = tr_pwrite_all(a->fd, s->wbuf, s->wlen, a->size);
+    if (s->pending_bytes > 0) {
+        int w = write_pending(s, a->fd, a->size);
         if (w != 0) {
             int err = tr_err_from_errno(-w);
             tr_warn("msg=\"append failed\" shard=%s err=\"%s\" records=%" PRIu64, s->label,
@@ -329,10 +395,10 @@ int tr_shard_commit(tr_shard *s, int durable, uint64_t *fsync_ns) {
                     (uint64_t)(t1.tv_nsec - t0.tv_nsec);
         s->unsynced = 0;
     }
-    if (s->wlen == 0) return TR_OK;
+    if (s->pending_bytes == 0) return TR_OK;
     pthread_mutex_lock(&s->mu);
-    a->size += s->wlen;
-    s->bytes += s->wlen;
+    a->size += s->pending_bytes;
+    s->bytes += s->pending_bytes;
     s->records += s->pending_records;
     s->committed_seq = s->next_seq - 1;
     s->committed_ms = s->last_ms;
@@ -341,8 +407,7 @@ int tr_shard_commit(tr_shard *s, int durable, uint64_t *fsync_ns) {
     tr_metric_add(s->m_in_records, s->pending_records);
     tr_metric_add(s->m_in_bytes, s->pending_payload);
     tr_metric_set(s->m_storage_bytes, (int64_t)s->bytes);
-    s->wlen = 0;
-    s->pending_records = s->pending_payload = 0;
+    clear_pending(s);
     snapshot_active(s);
     return TR_OK;
 }
@@ -384,7 +449,7 @@ static int needs_roll(tr_shard *s, size_t frame_bytes, int64_t now_ms) {
     if (a->count == 0) return 0;
     /* first_ms was read from the file: an age that does not fit in 64 bits is old. */
     int64_t age_ms;
-    return a->size + s->wlen + frame_bytes > s->cfg.segment_max_bytes ||
+    return a->size + s->pending_bytes + frame_bytes > s->cfg.segment_max_bytes ||
            __builtin_sub_overflow(now_ms, a->first_ms, &age_ms) ||
            age_ms >= s->cfg.segment_max_age_ms;
 }
@@ -393,40 +458,73 @@ int tr_shard_append(tr_shard *s, const tr_record_in *recs, size_t n, int64_t now
                     uint64_t *first_seq) {
     if (s->closed) return TR_ECLOSED;
     if (s->readonly) return TR_EREADONLY;
+    *first_seq = s->next_seq;
+    if (n == 0) return TR_OK;
+    size_t total = 0, copied = 0, large = 0;
+    uint64_t payload = 0;
     for (size_t i = 0; i < n; i++) {
         if (recs[i].data_len > TR_MAX_RECORD_BYTES) return TR_ETOOBIG;
         if (recs[i].pkey_len > TR_MAX_KEY_BYTES || recs[i].ehk_len > TR_MAX_KEY_BYTES)
             return TR_EINVAL;
+        size_t fb = tr_frame_size(&recs[i]);
+        total += fb;
+        payload += recs[i].data_len;
+        if (recs[i].data_len >= ZEROCOPY_MIN_BYTES) {
+            copied += fb - recs[i].data_len;
+            large++;
+        } else {
+            copied += fb;
+        }
     }
     int64_t arrival = now_ms > s->last_ms ? now_ms : s->last_ms;
     /* A request's records go into one segment: the roll, which first writes what earlier
      * requests buffered, comes before any of them is encoded, so that a request that fails
      * leaves none of its records behind (a segment may pass the limit by one request). */
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += tr_frame_size(&recs[i]);
     if (needs_roll(s, total, arrival)) {
         int rc = roll(s, arrival);
         if (rc != TR_OK) return rc;
     }
-    int rc = wbuf_reserve(s, total);
-    if (rc != TR_OK) return rc;
-    *first_seq = s->next_seq;
+    /* Likewise every allocation comes first. An index entry takes at least an interval of
+     * frame bytes, and the first one in a segment takes none. */
     tr_segment *a = active(s);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t off = a->size + s->wlen;
-        s->wlen += tr_frame_encode(s->wbuf + s->wlen, &recs[i], s->next_seq, arrival);
+    uint32_t interval = s->cfg.index_interval_bytes;
+    size_t entries = total / interval + 2 < n ? total / interval + 2 : n;
+    int rc = wbuf_reserve(s, copied);
+    if (rc == TR_OK) rc = pieces_reserve(s, 2 * large + 1);
+    if (rc == TR_OK) {
         pthread_mutex_lock(&s->mu);
-        rc = tr_segment_index_add(a, s->next_seq, arrival, off, s->cfg.index_interval_bytes);
-        if (a->count == 0) a->first_ms = arrival;
-        a->count++;
-        a->last_seq = s->next_seq;
-        a->last_ms = arrival;
+        rc = tr_segment_index_reserve(a, entries);
         pthread_mutex_unlock(&s->mu);
-        if (rc != TR_OK) return rc;
-        s->next_seq++;
-        s->pending_records++;
-        s->pending_payload += recs[i].data_len;
     }
+    if (rc != TR_OK) return rc;
+
+    uint64_t seq = s->next_seq;
+    for (size_t i = 0; i < n; i++) {
+        const tr_record_in *in = &recs[i];
+        if (in->data_len >= ZEROCOPY_MIN_BYTES) {
+            s->wlen += tr_frame_encode_head(s->wbuf + s->wlen, in, seq + i, arrival);
+            close_run(s);
+            s->pieces[s->npieces++] = (wpiece){in->data, 0, in->data_len};
+        } else {
+            s->wlen += tr_frame_encode(s->wbuf + s->wlen, in, seq + i, arrival);
+        }
+    }
+    /* Readers look at the active segment's index and counters: one lock for the request. */
+    uint64_t off = a->size + s->pending_bytes;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        (void)tr_segment_index_add(a, seq + i, arrival, off, interval); /* reserved above */
+        off += tr_frame_size(&recs[i]);
+    }
+    if (a->count == 0) a->first_ms = arrival;
+    a->count += n;
+    a->last_seq = seq + n - 1;
+    a->last_ms = arrival;
+    pthread_mutex_unlock(&s->mu);
+    s->next_seq += n;
+    s->pending_records += n;
+    s->pending_payload += payload;
+    s->pending_bytes += total;
     s->last_ms = arrival;
     return TR_OK;
 }
@@ -458,7 +556,7 @@ int tr_shard_trim(tr_shard *s, int64_t before_ms) {
         deleted++;
     }
     tr_segment *a = active(s);
-    if (s->nsegs == 1 && a->count && a->last_ms < before_ms && s->wlen == 0) {
+    if (s->nsegs == 1 && a->count && a->last_ms < before_ms && s->pending_bytes == 0) {
         /* Everything is expired: an empty segment takes over so that the next sequence
          * number survives a restart. */
         int rc = roll(s, now_ms_real());

@@ -30,10 +30,12 @@ void tr_shard_free(tr_shard *s);
 
 /* ---- writer side (storage thread only) ---- */
 
-/* Encodes records into the shard's write buffer and assigns them consecutive sequence
- * numbers starting at *first_seq; they are not visible to readers until tr_shard_commit.
- * Rolls the segment first when it is full or old (which syncs the old one). A request's
- * records all go into one segment: a roll never splits them. */
+/* Encodes records for the next commit and assigns them consecutive sequence numbers starting
+ * at *first_seq; they are not visible to readers until tr_shard_commit. Rolls the segment
+ * first when it is full or old (which syncs the old one). A request's records all go into one
+ * segment: a roll never splits them. Keys and payloads under 4 KiB are copied; larger payloads
+ * are written from the caller's buffers by the commit, so those must stay unchanged until
+ * tr_shard_commit (or tr_shard_sync) returns. */
 int tr_shard_append(tr_shard *s, const tr_record_in *recs, size_t n, int64_t now_ms,
                     uint64_t *first_seq);
 /* Writes the buffered frames and, when `durable`, fdatasyncs. On success the records become

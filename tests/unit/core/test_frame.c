@@ -50,10 +50,31 @@ static void short_and_bad(void **state) {
     assert_int_equal(tr_frame_decode(zeros, sizeof zeros, &rec, &flen), TR_FRAME_BAD);
 }
 
+/* The head alone, followed by the payload from elsewhere, is the same frame. */
+static void head_then_payload(void **state) {
+    (void)state;
+    static uint8_t whole[6000], parts[6000], data[5000];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7 + 1);
+    tr_record_in in = {.producer_ms = 5, .flags = TR_KIND_DATA, .pkey = "pk", .pkey_len = 2,
+                       .ehk = "9", .ehk_len = 1, .data = data, .data_len = sizeof data};
+    size_t n = tr_frame_encode(whole, &in, 12, 34);
+    size_t head = tr_frame_encode_head(parts, &in, 12, 34);
+    assert_int_equal(head + in.data_len, n);
+    memcpy(parts + head, data, sizeof data);
+    assert_memory_equal(parts, whole, n);
+    tr_record rec;
+    size_t flen;
+    assert_int_equal(tr_frame_decode(parts, n, &rec, &flen), TR_FRAME_OK);
+    in.data_len = 0;
+    assert_int_equal(tr_frame_encode_head(parts, &in, 12, 34), tr_frame_encode(whole, &in, 12, 34));
+    assert_memory_equal(parts, whole, tr_frame_size(&in));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip),
         cmocka_unit_test(short_and_bad),
+        cmocka_unit_test(head_then_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
