@@ -330,6 +330,7 @@ int tr_store_open(const tr_store_config *cfg, tr_store **out) {
             tr_store_close(st);
             return TR_ENOMEM;
         }
+        pthread_setname_np(t->thread, "tr-storage"); /* for top -H and perf; best effort */
         st->nthreads = i + 1;
     }
     atomic_store(&st->healthy, 1);
