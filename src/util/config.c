@@ -116,7 +116,9 @@ int tr_config_parse_listen(const char *text, char *host, size_t host_len, int *p
 
 /* ---- the key table ---- */
 
-typedef enum { K_LISTEN, K_PATH, K_LOG_LEVEL, K_FSYNC, K_LIMITS, K_INT, K_I64, K_SIZE } key_kind;
+typedef enum {
+    K_LISTEN, K_PATH, K_URL, K_LOG_LEVEL, K_FSYNC, K_LIMITS, K_INT, K_I64, K_SIZE
+} key_kind;
 
 typedef struct {
     const char *name;
@@ -143,6 +145,7 @@ static const key_def keys[] = {
     {"stream_transition_ms", K_I64, OFF(stream_transition_ms), 0, 10 * 60 * 1000},
     {"iterator_ttl_ms", K_I64, OFF(iterator_ttl_ms), 1000, INT64_C(24) * 3600 * 1000},
     {"limits", K_LIMITS, OFF(limits_aws), 0, 0},
+    {"public_url", K_URL, OFF(public_url), 0, 0},
 };
 #undef OFF
 
@@ -178,6 +181,27 @@ static int set_number(tr_config *c, const key_def *k, const char *value, char *e
     return 0;
 }
 
+/* public_url: empty (unset), or http(s)://host[:port][/path] without spaces; a trailing '/'
+ * is dropped so that clients can append "/putMedia". */
+static int set_url(tr_config *c, const char *value, char *err, size_t err_len) {
+    size_t n = strlen(value);
+    while (n > 0 && value[n - 1] == '/') n--;
+    const char *host = strncmp(value, "http://", 7) == 0    ? value + 7
+                       : strncmp(value, "https://", 8) == 0 ? value + 8
+                                                            : NULL;
+    int ok = n == 0 || (host != NULL && value + n > host && *host != '/' &&
+                        n < sizeof c->public_url);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = value[i] > ' ' && value[i] < 0x7f;
+    if (!ok)
+        return fail(err, err_len,
+                    "public_url: expected http://HOST[:PORT][/PATH] or https://..., got '%s'",
+                    value);
+    memcpy(c->public_url, value, n);
+    c->public_url[n] = '\0';
+    return 0;
+}
+
 int tr_config_set(tr_config *c, const char *key, const char *value, char *err, size_t err_len) {
     const key_def *k = find_key(key);
     if (k == NULL) return fail(err, err_len, "unknown key '%s'", key);
@@ -198,6 +222,8 @@ int tr_config_set(tr_config *c, const char *key, const char *value, char *err, s
         memcpy(field, value, n + 1);
         return 0;
     }
+    case K_URL:
+        return set_url(c, value, err, err_len);
     case K_LOG_LEVEL:
         if (tr_log_parse_level(value, &c->log_level) != 0)
             return fail(err, err_len, "log_level: expected debug, info, warn or error, got '%s'",
@@ -268,6 +294,16 @@ int tr_config_load_file(tr_config *c, const char *path, char *err, size_t err_le
     if (rc == 0 && ferror(f)) rc = fail(err, err_len, "%s: read error", path);
     fclose(f);
     return rc;
+}
+
+void tr_config_base_url(const tr_config *c, char *out, size_t len) {
+    if (c->public_url[0] != '\0') {
+        snprintf(out, len, "%s", c->public_url);
+        return;
+    }
+    int v6 = strchr(c->listen_host, ':') != NULL;
+    snprintf(out, len, "%s://%s%s%s:%d", c->tls_cert[0] ? "https" : "http", v6 ? "[" : "",
+             c->listen_host, v6 ? "]" : "", c->listen_port);
 }
 
 int tr_config_validate(const tr_config *c, char *err, size_t err_len) {

@@ -42,6 +42,7 @@ typedef struct tr_config {
     int64_t stream_transition_ms;         /* 500: CREATING/UPDATING last this long */
     int64_t iterator_ttl_ms;              /* 300000: shard iterators expire (AWS: 5 min) */
     int limits_aws;                       /* 0: no throughput limits; 1: AWS's per shard */
+    char public_url[TR_CONFIG_PATH_MAX];  /* "" = derived from listen and TLS; see below */
 } tr_config;
 
 void tr_config_defaults(tr_config *c);
@@ -61,6 +62,11 @@ int tr_config_validate(const tr_config *c, char *err, size_t err_len);
 
 /* Splits "host:port" or "[v6]:port" (port 1..65535). Returns 0 or -1. */
 int tr_config_parse_listen(const char *text, char *host, size_t host_len, int *port);
+
+/* The base URL clients reach the server at, without a trailing '/': public_url when set,
+ * else http(s)://<listen host>:<port> (IPv6 hosts in brackets). KVS's GetDataEndpoint
+ * answers it. */
+void tr_config_base_url(const tr_config *c, char *out, size_t len);
 
 /* "always" or "interval". */
 const char *tr_config_fsync_name(tr_config_fsync f);

@@ -184,6 +184,33 @@ static void tls_pair(void **state) {
     assert_int_equal(tr_config_validate(&c, err, sizeof err), 0);
 }
 
+static void public_url(void **state) {
+    (void)state;
+    tr_config c;
+    char err[256], url[TR_CONFIG_PATH_MAX + 16];
+    tr_config_defaults(&c);
+    assert_string_equal(c.public_url, "");
+    tr_config_base_url(&c, url, sizeof url);
+    assert_string_equal(url, "http://127.0.0.1:4566");
+    assert_int_equal(tr_config_set(&c, "listen", "[::1]:8443", err, sizeof err), 0);
+    assert_int_equal(tr_config_set(&c, "tls_cert", "/x.pem", err, sizeof err), 0);
+    tr_config_base_url(&c, url, sizeof url);
+    assert_string_equal(url, "https://[::1]:8443");
+    assert_int_equal(tr_config_set(&c, "public_url", "https://video.example.com/", err, sizeof err), 0);
+    tr_config_base_url(&c, url, sizeof url);
+    assert_string_equal(url, "https://video.example.com");
+    assert_int_equal(tr_config_set(&c, "public_url", "http://10.0.0.2:4566/kvs", err, sizeof err), 0);
+    assert_string_equal(c.public_url, "http://10.0.0.2:4566/kvs");
+    assert_int_equal(tr_config_set(&c, "public_url", "ftp://x", err, sizeof err), -1);
+    assert_non_null(strstr(err, "public_url: expected"));
+    assert_int_equal(tr_config_set(&c, "public_url", "http://", err, sizeof err), -1);
+    assert_int_equal(tr_config_set(&c, "public_url", "http://a b", err, sizeof err), -1);
+    assert_string_equal(c.public_url, "http://10.0.0.2:4566/kvs");
+    assert_int_equal(tr_config_set(&c, "public_url", "", err, sizeof err), 0);
+    tr_config_base_url(&c, url, sizeof url);
+    assert_string_equal(url, "https://[::1]:8443");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
@@ -193,6 +220,7 @@ int main(void) {
         cmocka_unit_test(file_errors_name_the_line),
         cmocka_unit_test(tls_pair),
         cmocka_unit_test(data_streams_keys),
+        cmocka_unit_test(public_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
