@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/kinesis.h"
+#include "api/kvs_control.h"
 #include "core/catalog.h"
 #include "core/store.h"
 #include "data/iterator.h"
@@ -24,6 +25,7 @@
 #include "util/config.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "video/streams.h"
 
 #ifndef TR_VERSION
 #define TR_VERSION "0.1.0"
@@ -161,6 +163,12 @@ static void on_commit(void *ctx, tr_shard *s) {
     tr_notify_bump(ctx);
 }
 
+/* The catalog is one connection for every service: video's catalog calls take the lock the
+ * data-streams registry holds around its own. */
+static int data_catalog_lock(void *data, int (*fn)(tr_catalog *c, void *arg), void *arg) {
+    return tr_data_with_catalog(data, fn, arg);
+}
+
 /* Opens what the server serves, runs it, and closes everything in reverse order. */
 static int serve(const tr_config *cfg) {
     tr_log_set_level(cfg->log_level);
@@ -197,11 +205,21 @@ static int serve(const tr_config *cfg) {
     } else {
         tr_data_set_secret(data, secret);
     }
+    tr_video *video = NULL;
+    tr_video_config vcfg = {.transition_ms = cfg->stream_transition_ms,
+                            .with_catalog = data_catalog_lock, .with_catalog_ctx = data};
+    if (rc == TR_OK && (rc = tr_video_open(catalog, store, &vcfg, &video)) != TR_OK)
+        fprintf(stderr, "tributary: cannot load video streams: %s\n", tr_strerror(rc));
     tr_server *srv = NULL;
     tr_kinesis *kinesis = NULL;
     tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = commits};
     if (rc == TR_OK) rc = tr_server_new(cfg, store, &srv);
     if (rc == TR_OK) rc = tr_kinesis_new(srv, data, &kcfg, &kinesis);
+    char data_endpoint[TR_CONFIG_PATH_MAX + 16];
+    tr_config_base_url(cfg, data_endpoint, sizeof data_endpoint);
+    tr_kvs_control *kvs = NULL;
+    tr_kvs_control_config kvcfg = {.data_endpoint = data_endpoint};
+    if (rc == TR_OK) rc = tr_kvs_control_new(srv, video, &kvcfg, &kvs);
     int status = 1;
     if (rc != TR_OK) {
         fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
@@ -219,6 +237,8 @@ static int serve(const tr_config *cfg) {
     tr_kinesis_stop(kinesis);
     tr_server_free(srv);
     tr_kinesis_free(kinesis);
+    tr_kvs_control_free(kvs);
+    tr_video_close(video);
     tr_data_close(data);
     tr_store_close(store);
     tr_notify_free(commits);
