@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# `bench/run data-streams`: the Kinesis Data Streams API of Tributary against kinesalite, in
+# the same run on the same machine. bench/run builds tributary and kinesis_load_bench and
+# calls this as
+#   bench/data_streams.sh SCRATCH_DIR      (TR_BENCH_BUILD_DIR names the build)
+#
+# For each server: a stream of 4 shards; PutRecords throughput (batches of 500 records of
+# 100 B, then of 10 KiB, from CONNS concurrent keep-alive HTTP/1.1 clients, each with one call
+# in flight); then put-to-GetRecords-visible latency at half of that server's 100 B peak
+# (one reader per shard polling GetRecords from LATEST). Tributary runs on its durable default
+# (fsync = always: a put is acknowledged after fdatasync); kinesalite in memory (no --path)
+# and on disk (--path: LevelDB, which does not fsync its writes).
+# Environment: TR_BENCH_SECONDS (measured seconds per case, default 5), TR_BENCH_CONNS (8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCRATCH=${1:?usage: bench/data_streams.sh SCRATCH_DIR}
+BUILD=${TR_BENCH_BUILD_DIR:-build-bench}
+LOAD=$BUILD/kinesis_load_bench
+SECS=${TR_BENCH_SECONDS:-5}
+CONNS=${TR_BENCH_CONNS:-8}
+SHARDS=4
+WARMUP=1
+
+say() { printf '%s\n' "$*" >&2; }
+
+for tool in node npm curl python3; do
+    command -v "$tool" >/dev/null || { say "data-streams: $tool not found (./run deps installs it)"; exit 1; }
+done
+if [ ! -f bench/node_modules/kinesalite/cli.js ]; then
+    (cd bench && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+        { say "data-streams: npm ci failed in bench/"; exit 1; }
+fi
+
+SERVER_PID=""
+stop_server() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID"
+        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap stop_server EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_up() { # PORT
+    for _ in $(seq 1 100); do
+        # Any HTTP answer will do (kinesalite has no /health).
+        if curl -s -o /dev/null "http://127.0.0.1:$1/health"; then return 0; fi
+        sleep 0.1
+    done
+    say "data-streams: the server on port $1 did not come up"
+    exit 1
+}
+
+val() { # LINE KEY -> the value of KEY=value in LINE
+    printf '%s\n' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'
+}
+
+# measure NAME PORT -> sets R_<...> for the table
+measure() {
+    local name=$1 port=$2 line
+    "$LOAD" create --port "$port" --stream bench --shards "$SHARDS" >&2
+    line=$("$LOAD" put --port "$port" --stream bench --size 100 --batch 500 --conns "$CONNS" \
+           --seconds "$SECS" --warmup "$WARMUP")
+    say "  $name 100 B:   $line"
+    P100_RPS=$(val "$line" rps); P100_MBPS=$(val "$line" mbps)
+    P100_P50=$(val "$line" p50_ms); P100_P99=$(val "$line" p99_ms)
+    P100_BAD=$(( $(val "$line" failed) + $(val "$line" errors) ))
+    line=$("$LOAD" put --port "$port" --stream bench --size 10240 --batch 500 --conns "$CONNS" \
+           --seconds "$SECS" --warmup "$WARMUP")
+    say "  $name 10 KiB:  $line"
+    P10K_RPS=$(val "$line" rps); P10K_MBPS=$(val "$line" mbps)
+    P10K_BAD=$(( $(val "$line" failed) + $(val "$line" errors) ))
+    LAT_RATE=$(( ${P100_RPS%.*} / 2 ))
+    [ "$LAT_RATE" -ge 500 ] || LAT_RATE=500
+    line=$("$LOAD" latency --port "$port" --stream bench --shards "$SHARDS" --size 100 \
+           --batch 500 --conns "$CONNS" --rate "$LAT_RATE" --seconds "$SECS" --warmup "$WARMUP")
+    say "  $name latency: $line"
+    LAT_RPS=$(val "$line" rps); LAT_P50=$(val "$line" p50_ms); LAT_P99=$(val "$line" p99_ms)
+    LAT_N=$(val "$line" samples)
+}
+
+ROWS=()
+row() { # LABEL
+    ROWS+=("$(printf '%-28s %11s %8s %8s %8s %11s %9s %11s %9s %9s' "$1" "$P100_RPS" \
+        "$P100_MBPS" "$P100_P50" "$P100_P99" "$P10K_RPS" "$P10K_MBPS" "$LAT_RPS" "$LAT_P50" \
+        "$LAT_P99")")
+    if [ "$P100_BAD" -ne 0 ] || [ "$P10K_BAD" -ne 0 ] || [ "${LAT_N:-0}" -eq 0 ]; then
+        ROWS+=("    ^ failed records or calls: 100 B $P100_BAD, 10 KiB $P10K_BAD; latency samples ${LAT_N:-0}")
+    fi
+}
+
+say "data-streams: $SHARDS shards, $CONNS clients, batches of 500, ${SECS} s per case after ${WARMUP} s warm-up"
+
+# ---- Tributary, durable default (fsync = always)
+PORT=$(free_port)
+"$BUILD/tributary" serve --listen "127.0.0.1:$PORT" --data-dir "$SCRATCH/tributary" \
+    --log-level warn >"$SCRATCH/tributary.log" 2>&1 &
+SERVER_PID=$!
+wait_up "$PORT"
+measure tributary "$PORT"
+T_RPS=$P100_RPS; T_P99=$LAT_P99
+row "tributary (fsync=always)"
+stop_server
+
+# ---- kinesalite, in memory and on disk
+KL="node bench/node_modules/kinesalite/cli.js --createStreamMs 0 --shardLimit 100"
+PORT=$(free_port)
+$KL --port "$PORT" >"$SCRATCH/kinesalite-mem.log" 2>&1 &
+SERVER_PID=$!
+wait_up "$PORT"
+measure kinesalite-memory "$PORT"
+KM_RPS=$P100_RPS
+row "kinesalite (memory)"
+stop_server
+
+PORT=$(free_port)
+mkdir -p "$SCRATCH/kinesalite"
+$KL --port "$PORT" --path "$SCRATCH/kinesalite" >"$SCRATCH/kinesalite-disk.log" 2>&1 &
+SERVER_PID=$!
+wait_up "$PORT"
+measure kinesalite-disk "$PORT"
+KD_RPS=$P100_RPS
+row "kinesalite (disk, LevelDB)"
+stop_server
+
+echo
+echo "PutRecords throughput (records/s, payload MB/s = 10^6 B/s; call latency p50/p99 in ms)"
+echo "and put-to-GetRecords-visible latency (ms) at about half of each server's 100 B peak"
+printf '%-28s %11s %8s %8s %8s %11s %9s %11s %9s %9s\n' server "100B rec/s" "MB/s" "p50" \
+    "p99" "10KiB rec/s" "MB/s" "lat rec/s" "vis p50" "vis p99"
+for r in "${ROWS[@]}"; do echo "$r"; done
+echo
+
+best_mode=memory
+K_RPS=$KM_RPS
+if awk -v a="$KD_RPS" -v b="$KM_RPS" 'BEGIN { exit !(a > b) }'; then best_mode=disk; K_RPS=$KD_RPS; fi
+ratio=$(awk -v a="$T_RPS" -v b="$K_RPS" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "inf" }')
+echo "kinesalite_rps is kinesalite's better mode: $best_mode"
+echo "RESULT data-streams tributary_rps=$T_RPS kinesalite_rps=$K_RPS ratio=$ratio p99_visible_ms=$T_P99"
