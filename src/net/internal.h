@@ -93,6 +93,9 @@ struct tr_server {
     struct lws_vhost *vhost_tls; /* TLS with ALPN h2/http1.1; NULL without a certificate */
     struct lws *listen_wsi;      /* our listening socket, watched as a raw descriptor */
     lws_sorted_usec_list_t drain_sul;
+    lws_sorted_usec_list_t tick_sul;
+    struct { tr_tick_fn fn; void *ctx; } ticks[TR_SERVER_MAX_TICKS];
+    int nticks;
     tr_task stop_task;
     atomic_int stop_posted;   /* stop_task queued once */
     int stopping;             /* draining: no new connections or requests */

@@ -17,6 +17,7 @@
 #define TR_NET_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/store.h"
 #include "net/router.h"
@@ -42,6 +43,16 @@ int tr_server_listen(tr_server *s, char *err, size_t err_len);
 
 /* Serves until a stop signal and the drain that follows. Returns 0. */
 int tr_server_run(tr_server *s);
+
+/* Calls fn(ctx, now_ms) on the loop about once a second while the server runs: for work a
+ * request does on a clock (PutMedia's IDLE acks and idle close). Register before
+ * tr_server_run; at most TR_SERVER_MAX_TICKS. Returns 0 or TR_ENOMEM. */
+#define TR_SERVER_MAX_TICKS 8
+typedef void (*tr_tick_fn)(void *ctx, int64_t now_ms);
+int tr_server_on_tick(tr_server *s, tr_tick_fn fn, void *ctx);
+
+/* 1 once the server is draining for a stop: long-lived streams should end. Loop only. */
+int tr_server_stopping(const tr_server *s);
 
 /* Asks the loop to stop as SIGTERM does; callable from any thread. */
 void tr_server_stop(tr_server *s);
