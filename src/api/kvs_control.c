@@ -137,10 +137,12 @@ static int tag_visit(void *ctx, const char *key, const char *value) {
     return 0;
 }
 
+static int next_token(kvs_call *c, const char **token) {
+    return kvs_str(c, NULL, "NextToken", "nextToken", 0, 0, 512, &kvs_p_token, token);
+}
+
 /* {"Tags": {...}}: every tag (at most 50), so there is never a NextToken. */
 static void w_tags(kvs_call *c, const tr_video_stream *s) {
-    const char *token = NULL;
-    if (kvs_str(c, NULL, "NextToken", "nextToken", 0, 0, 512, &kvs_p_token, &token) != 0) return;
     tr_w_obj_begin(&c->out);
     tr_w_key(&c->out, "Tags");
     tr_w_obj_begin(&c->out);
@@ -160,15 +162,25 @@ static void remove_tags(kvs_call *c, const tr_video_stream *s, const tag_input *
     if (tr_video_untag(c->video, s, t->keys, t->n, &err) != 0) kvs_fail_video(c, &err);
 }
 
-/* The stream a ResourceARN names. */
-static tr_video_stream *resource(kvs_call *c) {
-    const char *arn = NULL;
-    if (kvs_str(c, NULL, "ResourceARN", "resourceARN", 1, 1, 1024, &kvs_p_arn, &arn) != 0)
-        return NULL;
+/* The stream named, after the whole input has been checked (as KVS validates before it
+ * looks anything up). */
+static tr_video_stream *lookup(kvs_call *c, const char *name, const char *arn) {
+    if (c->failed) return NULL;
     tr_video_err err;
-    tr_video_stream *s = tr_video_get(c->video, NULL, arn, &err);
+    tr_video_stream *s = tr_video_get(c->video, name, arn, &err);
     if (s == NULL) kvs_fail_video(c, &err);
     return s;
+}
+
+static int resource_arn(kvs_call *c, const char **arn) {
+    return kvs_str(c, NULL, "ResourceARN", "resourceARN", 1, 1, 1024, &kvs_p_arn, arn);
+}
+
+/* Tags (map form, for TagStream; list form, for TagResource) after checking them. */
+static int tags_member(kvs_call *c, int list_form, tag_input *t) {
+    json_t *tags = json_object_get(c->in, "Tags");
+    if (tags == NULL || json_is_null(tags)) return kvs_invalid(c, NULL, "tags", "Member must not be null");
+    return list_form ? tags_list(c, tags, t) : tags_map(c, tags, t);
 }
 
 /* ---- operations ---- */
@@ -355,9 +367,11 @@ static const char *const api_names[] = {
 
 /* Every data-plane API is served on this server's one port. */
 static void get_data_endpoint(kvs_call *c) {
-    const char *api = NULL;
-    if (kvs_enum(c, NULL, "APIName", "APIName", 1, api_names, &api) != 0) return;
-    tr_video_stream *s = kvs_stream(c);
+    const char *api = NULL, *name, *arn;
+    if (kvs_stream_ids(c, &name, &arn) != 0 ||
+        kvs_enum(c, NULL, "APIName", "APIName", 1, api_names, &api) != 0)
+        return;
+    tr_video_stream *s = lookup(c, name, arn);
     if (s == NULL) return;
     tr_w_obj_begin(&c->out);
     tr_w_kstr(&c->out, "DataEndpoint", face(c)->data_endpoint);
@@ -367,55 +381,53 @@ static void get_data_endpoint(kvs_call *c) {
 
 static void tag_stream(kvs_call *c) {
     tag_input t;
-    json_t *tags = json_object_get(c->in, "Tags");
-    tr_video_stream *s = kvs_stream(c);
-    if (s == NULL) return;
-    if (tags == NULL || json_is_null(tags))
-        kvs_invalid(c, NULL, "tags", "Member must not be null");
-    else if (tags_map(c, tags, &t) == 0)
-        apply_tags(c, s, &t);
+    const char *name, *arn;
+    if (kvs_stream_ids(c, &name, &arn) != 0 || tags_member(c, 0, &t) != 0) return;
+    tr_video_stream *s = lookup(c, name, arn);
+    if (s != NULL) apply_tags(c, s, &t);
     tr_video_put(s);
 }
 
 static void untag_stream(kvs_call *c) {
     tag_input t;
-    tr_video_stream *s = kvs_stream(c);
-    if (s == NULL) return;
-    if (tag_keys(c, &t) == 0) remove_tags(c, s, &t);
+    const char *name, *arn;
+    if (kvs_stream_ids(c, &name, &arn) != 0 || tag_keys(c, &t) != 0) return;
+    tr_video_stream *s = lookup(c, name, arn);
+    if (s != NULL) remove_tags(c, s, &t);
     tr_video_put(s);
 }
 
 static void list_tags_for_stream(kvs_call *c) {
-    tr_video_stream *s = kvs_stream(c);
-    if (s == NULL) return;
-    w_tags(c, s);
+    const char *name, *arn, *token = NULL;
+    if (kvs_stream_ids(c, &name, &arn) != 0 || next_token(c, &token) != 0) return;
+    tr_video_stream *s = lookup(c, name, arn);
+    if (s != NULL) w_tags(c, s);
     tr_video_put(s);
 }
 
 static void tag_resource(kvs_call *c) {
     tag_input t;
-    tr_video_stream *s = resource(c);
-    if (s == NULL) return;
-    json_t *tags = json_object_get(c->in, "Tags");
-    if (tags == NULL || json_is_null(tags))
-        kvs_invalid(c, NULL, "tags", "Member must not be null");
-    else if (tags_list(c, tags, &t) == 0)
-        apply_tags(c, s, &t);
+    const char *arn = NULL;
+    if (resource_arn(c, &arn) != 0 || tags_member(c, 1, &t) != 0) return;
+    tr_video_stream *s = lookup(c, NULL, arn);
+    if (s != NULL) apply_tags(c, s, &t);
     tr_video_put(s);
 }
 
 static void untag_resource(kvs_call *c) {
     tag_input t;
-    tr_video_stream *s = resource(c);
-    if (s == NULL) return;
-    if (tag_keys(c, &t) == 0) remove_tags(c, s, &t);
+    const char *arn = NULL;
+    if (resource_arn(c, &arn) != 0 || tag_keys(c, &t) != 0) return;
+    tr_video_stream *s = lookup(c, NULL, arn);
+    if (s != NULL) remove_tags(c, s, &t);
     tr_video_put(s);
 }
 
 static void list_tags_for_resource(kvs_call *c) {
-    tr_video_stream *s = resource(c);
-    if (s == NULL) return;
-    w_tags(c, s);
+    const char *arn = NULL, *token = NULL;
+    if (resource_arn(c, &arn) != 0 || next_token(c, &token) != 0) return;
+    tr_video_stream *s = lookup(c, NULL, arn);
+    if (s != NULL) w_tags(c, s);
     tr_video_put(s);
 }
 
