@@ -64,12 +64,17 @@ static const bench_case cases[] = {
 #define NCASES (sizeof cases / sizeof cases[0])
 
 typedef struct case_result {
+    /* Throughput counts what was acknowledged in the steady part of each slice: not while the
+     * pipeline fills at the start, nor in the drain after the writers were told to stop. */
     double seconds;
     uint64_t appends, records, payload_bytes;
+    /* Everything acknowledged, and what it took on disk in how many group commits. */
+    uint64_t appends_all, records_all, payload_all;
     uint64_t disk_bytes, commits;
     double p50_ms, p99_ms;
     uint64_t raw_bytes; /* the physical limit: plain write + fdatasync */
     double raw_seconds;
+    double ratio_p25, ratio_p75; /* of the ratios of the rounds (store slice : raw slice) */
     double read_seconds;
     uint64_t read_records, read_bytes;
 } case_result;
@@ -86,8 +91,7 @@ typedef struct writer {
     char pkey[16];
     uint64_t *lat_ns;
     size_t nlat, lat_cap;
-    uint64_t appends;
-    uint64_t end_ns;
+    uint64_t appends, appends_all;
 } writer;
 
 struct run {
@@ -97,6 +101,8 @@ struct run {
     const uint8_t *payload; /* per_call distinct payloads, shared read-only by all writers */
     pthread_barrier_t start;
     atomic_int stop;
+    uint64_t window_ns;           /* acks from then on count for throughput */
+    atomic_uint_fast64_t stop_ns; /* when stop was set; 0 before */
     atomic_uint_fast64_t payload_done;
     atomic_int failed;
 };
@@ -171,8 +177,9 @@ static void *writer_main(void *arg) {
         }
         uint64_t t1 = now_ns();
         lat_push(w, t1 - t0);
-        w->appends++;
-        w->end_ns = t1;
+        uint64_t stop_ns = atomic_load(&r->stop_ns);
+        if (t1 >= r->window_ns && (stop_ns == 0 || t1 <= stop_ns)) w->appends++;
+        w->appends_all++;
         atomic_fetch_add(&r->payload_done, call_bytes);
     }
     return NULL;
@@ -191,6 +198,11 @@ static uint64_t commits_so_far(void) {
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -216,14 +228,16 @@ static void lat_merge(lat_set *all, const writer *w) {
 }
 
 /* One slice of a case: the writers append for `seconds` (or until `max_payload` bytes), then
- * stop after their ack in flight. Adds to res and lat. */
-static void append_slice(run *r, double seconds, uint64_t max_payload, case_result *res,
-                         lat_set *lat) {
+ * stop after their ack in flight. Adds to res and lat; returns the slice's length (its
+ * counted part) in seconds and sets *mean_lat to the mean append-to-ack latency. */
+static double append_slice(run *r, double seconds, uint64_t max_payload, case_result *res,
+                           lat_set *lat, double *mean_lat) {
     const bench_case *c = r->c;
     int nw = c->writers;
     writer *ws = calloc((size_t)nw, sizeof *ws);
     if (!ws) die("out of memory", ENOMEM);
     atomic_store(&r->stop, 0);
+    atomic_store(&r->stop_ns, 0);
     atomic_store(&r->payload_done, 0);
     pthread_barrier_init(&r->start, NULL, (unsigned)nw + 1);
     for (int i = 0; i < nw; i++) {
@@ -244,29 +258,38 @@ static void append_slice(run *r, double seconds, uint64_t max_payload, case_resu
     uint64_t commits0 = commits_so_far();
     tr_shard_info info0, info1;
     tr_shard_get_info(r->shard, &info0);
-    pthread_barrier_wait(&r->start);
     uint64_t t0 = now_ns();
     uint64_t limit_ns = (uint64_t)(seconds * 1e9);
+    r->window_ns = t0 + limit_ns / 5;
+    pthread_barrier_wait(&r->start);
     while (now_ns() - t0 < limit_ns && atomic_load(&r->payload_done) < max_payload &&
            !atomic_load(&r->failed)) {
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    uint64_t t1 = now_ns();
+    atomic_store(&r->stop_ns, t1);
     atomic_store(&r->stop, 1);
-    uint64_t t1 = t0, appends = 0;
+    uint64_t appends = 0, appends_all = 0;
     for (int i = 0; i < nw; i++) {
         pthread_join(ws[i].thread, NULL);
-        if (ws[i].end_ns > t1) t1 = ws[i].end_ns;
         appends += ws[i].appends;
+        appends_all += ws[i].appends_all;
         lat_merge(lat, &ws[i]);
     }
     if (atomic_load(&r->failed)) exit(1);
     res->commits += commits_so_far() - commits0;
     tr_shard_get_info(r->shard, &info1);
-    res->seconds += (double)(t1 - t0) / 1e9;
+    uint64_t call_bytes = (uint64_t)c->per_call * c->rec_bytes;
+    double counted = (double)(t1 - r->window_ns) / 1e9;
+    res->seconds += counted;
+    *mean_lat = appends_all ? (double)(t1 - t0) / 1e9 * nw / (double)appends_all : seconds;
     res->appends += appends;
     res->records += appends * (uint64_t)c->per_call;
-    res->payload_bytes += appends * (uint64_t)c->per_call * c->rec_bytes;
+    res->payload_bytes += appends * call_bytes;
+    res->appends_all += appends_all;
+    res->records_all += appends_all * (uint64_t)c->per_call;
+    res->payload_all += appends_all * call_bytes;
     res->disk_bytes += info1.bytes - info0.bytes;
     for (int i = 0; i < nw; i++) {
         free(ws[i].recs);
@@ -276,6 +299,7 @@ static void append_slice(run *r, double seconds, uint64_t max_payload, case_resu
     }
     pthread_barrier_destroy(&r->start);
     free(ws);
+    return counted;
 }
 
 /* ---- the physical limit ---- */
@@ -324,9 +348,9 @@ static void run_reads(run *r, case_result *res) {
     }
     res->read_seconds = (double)(now_ns() - t0) / 1e9;
     tr_read_batch_free(&b);
-    if (res->read_records != res->records) {
+    if (res->read_records != res->records_all) {
         fprintf(stderr, "log_bench: wrote %" PRIu64 " records, read back %" PRIu64 "\n",
-                res->records, res->read_records);
+                res->records_all, res->read_records);
         exit(1);
     }
 }
@@ -342,8 +366,11 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 /* The disk's speed comes and goes (other load; in a VM, whether the page cache gets pages
  * the host has already backed), so the store and the raw loop take turns in short slices,
  * alternating which goes first, and see the same conditions. The raw loop writes the batch
- * size the group commit achieved so far in this case. */
+ * size the group commit achieved so far in this case, for as long as the store's slice was
+ * counted. A slice lasts at least SLICE_SECONDS and ten times an append's latency, so that
+ * filling and draining the pipeline at its ends (which are not counted) stay small. */
 #define SLICE_SECONDS 0.2
+#define MAX_ROUNDS 64
 
 static void run_case(const char *base, size_t idx, double seconds, case_result *res) {
     const bench_case *c = &cases[idx];
@@ -374,25 +401,43 @@ static void run_case(const char *base, size_t idx, double seconds, case_result *
 
     memset(res, 0, sizeof *res);
     lat_set lat = {0};
-    int rounds = (int)(seconds / SLICE_SECONDS + 0.5);
-    if (rounds < 2) rounds = 2;
-    double slice = seconds / rounds;
-    uint64_t slice_max_payload = CASE_MAX_PAYLOAD_BYTES / (uint64_t)rounds;
-    for (int k = 0; k < rounds; k++) {
-        uint64_t disk0 = res->disk_bytes;
-        if (k % 2 == 0) append_slice(&r, slice, slice_max_payload, res, &lat);
+    double slice = SLICE_SECONDS, spent = 0, counted = 0, mean_lat = 0;
+    double pair_ratio[MAX_ROUNDS];
+    int rounds = 0;
+    for (int k = 0; k < MAX_ROUNDS && (spent < seconds || k < 2); k++, rounds++) {
+        case_result before = *res;
+        uint64_t slice_max_payload = (uint64_t)((double)CASE_MAX_PAYLOAD_BYTES * slice / seconds);
+        if (k % 2 == 0)
+            counted = append_slice(&r, slice, slice_max_payload, res, &lat, &mean_lat);
         if (res->commits == 0) die("no group commits counted (fsync metric missing?)", EINVAL);
         size_t batch = (size_t)(res->disk_bytes / res->commits);
         if (batch > raw_cap) {
             free(raw_buf);
-            raw_buf = xmalloc(batch);
-            raw_cap = batch;
-            fill_random(raw_buf, batch, batch);
+            raw_cap = batch + batch / 2;
+            raw_buf = xmalloc(raw_cap);
+            fill_random(raw_buf, raw_cap, raw_cap);
         }
-        uint64_t same_bytes = k % 2 == 0 ? res->disk_bytes - disk0 : res->disk_bytes / (uint64_t)k;
-        raw_slice(raw_fd, &raw_len, raw_buf, batch, same_bytes, slice, res);
-        if (k % 2 == 1) append_slice(&r, slice, slice_max_payload, res, &lat);
+        /* After the store: its bytes, in at most its counted time; before it: its time. */
+        if (k % 2 == 0)
+            raw_slice(raw_fd, &raw_len, raw_buf, batch, res->disk_bytes - before.disk_bytes,
+                      counted, res);
+        else
+            raw_slice(raw_fd, &raw_len, raw_buf, batch, UINT64_MAX, slice * 0.8, res);
+        if (k % 2 == 1)
+            counted = append_slice(&r, slice, slice_max_payload, res, &lat, &mean_lat);
+        spent += slice;
+        slice = 10 * mean_lat;
+        if (slice < SLICE_SECONDS) slice = SLICE_SECONDS;
+        if (slice > seconds / 2) slice = seconds / 2;
+        double store_rate = (double)(res->payload_bytes - before.payload_bytes) /
+                            (res->seconds - before.seconds);
+        double raw_rate = (double)(res->raw_bytes - before.raw_bytes) /
+                          (res->raw_seconds - before.raw_seconds);
+        pair_ratio[k] = store_rate / raw_rate;
     }
+    qsort(pair_ratio, (size_t)rounds, sizeof *pair_ratio, cmp_double);
+    res->ratio_p25 = pair_ratio[(rounds - 1) / 4];
+    res->ratio_p75 = pair_ratio[(3 * (rounds - 1) + 3) / 4];
     close(raw_fd);
     free(raw_buf);
     qsort(lat.ns, lat.n, sizeof *lat.ns, cmp_u64);
@@ -449,21 +494,23 @@ static void print_header(const char *dir, double seconds) {
 static void print_tables(const case_result *res, const int *ran) {
     char sz[32];
     printf("APPEND  (each writer: append one call, wait for its ack, repeat)\n");
-    printf("%-8s %7s %9s | %9s %10s %8s %8s %8s | %10s %9s | %9s %9s %6s\n", "record",
+    printf("%-8s %7s %9s | %9s %10s %8s %8s %8s | %10s %9s | %9s %9s %6s %11s\n", "record",
            "writers", "recs/call", "calls/s", "records/s", "MB/s", "p50 ms", "p99 ms",
-           "KiB/fsync", "acks/fsync", "disk MB/s", "raw MB/s", "ratio");
+           "KiB/fsync", "acks/fsync", "disk MB/s", "raw MB/s", "ratio", "rounds IQR");
     for (size_t i = 0; i < NCASES; i++) {
         const bench_case *c = &cases[i];
         const case_result *r = &res[i];
         if (!ran[i]) continue;
         double mbps = (double)r->payload_bytes / 1e6 / r->seconds;
         double raw_mbps = (double)r->raw_bytes / 1e6 / r->raw_seconds;
-        printf("%-8s %7d %9d | %9.0f %10.0f %8.1f %8.2f %8.2f | %10.1f %9.1f | %9.1f %9.1f %6.2f\n",
+        printf("%-8s %7d %9d | %9.0f %10.0f %8.1f %8.2f %8.2f | %10.1f %9.1f | %9.1f %9.1f %6.2f"
+               " %5.2f-%-5.2f\n",
                size_name(c->rec_bytes, sz, sizeof sz), c->writers, c->per_call,
                (double)r->appends / r->seconds, (double)r->records / r->seconds, mbps,
                r->p50_ms, r->p99_ms, (double)r->disk_bytes / 1024.0 / (double)r->commits,
-               (double)r->appends / (double)r->commits,
-               (double)r->disk_bytes / 1e6 / r->seconds, raw_mbps, mbps / raw_mbps);
+               (double)r->appends_all / (double)r->commits,
+               mbps * (double)r->disk_bytes / (double)r->payload_all, raw_mbps, mbps / raw_mbps,
+               r->ratio_p25, r->ratio_p75);
     }
     printf("\nREAD  (tr_shard_read from the first record to the last, %u records / %u MiB per "
            "call, page cache warm)\n", READ_MAX_RECORDS, READ_MAX_BYTES / MIB);
