@@ -88,9 +88,9 @@ measure() {
 
 ROWS=()
 row() { # LABEL
-    ROWS+=("$(printf '%-28s %11s %8s %8s %8s %11s %9s %11s %9s %9s' "$1" "$P100_RPS" \
+    ROWS+=("$(printf '%-28s %11s %8s %8s %8s %11s %9s %11s %9s %9s %9s' "$1" "$P100_RPS" \
         "$P100_MBPS" "$P100_P50" "$P100_P99" "$P10K_RPS" "$P10K_MBPS" "$LAT_RPS" "$LAT_P50" \
-        "$LAT_P99")")
+        "$LAT_P99" "$LAT_N")")
     if [ "$P100_BAD" -ne 0 ] || [ "$P10K_BAD" -ne 0 ] || [ "${LAT_N:-0}" -eq 0 ]; then
         ROWS+=("    ^ failed records or calls: 100 B $P100_BAD, 10 KiB $P10K_BAD; latency samples ${LAT_N:-0}")
     fi
@@ -107,6 +107,14 @@ wait_up "$PORT"
 measure tributary "$PORT"
 T_RPS=$P100_RPS; T_P99=$LAT_P99
 row "tributary (fsync=always)"
+# The disk's share of the latency: fdatasync times over the whole tributary run.
+FSYNC=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '
+    /^tributary_fsync_duration_seconds_bucket\{le="0.005"\}/ { le5 = $2 }
+    /^tributary_fsync_duration_seconds_bucket\{le="0.025"\}/ { le25 = $2 }
+    /^tributary_fsync_duration_seconds_sum/ { sum = $2 }
+    /^tributary_fsync_duration_seconds_count/ { n = $2 }
+    END { if (n > 0) printf "%d fdatasyncs, mean %.2f ms, %.1f%% over 5 ms, %.1f%% over 25 ms",
+          n, sum * 1000 / n, (n - le5) * 100 / n, (n - le25) * 100 / n }')
 stop_server
 
 # ---- kinesalite, in memory and on disk
@@ -133,8 +141,8 @@ stop_server
 echo
 echo "PutRecords throughput (records/s, payload MB/s = 10^6 B/s; call latency p50/p99 in ms)"
 echo "and put-to-GetRecords-visible latency (ms) at about half of each server's 100 B peak"
-printf '%-28s %11s %8s %8s %8s %11s %9s %11s %9s %9s\n' server "100B rec/s" "MB/s" "p50" \
-    "p99" "10KiB rec/s" "MB/s" "lat rec/s" "vis p50" "vis p99"
+printf '%-28s %11s %8s %8s %8s %11s %9s %11s %9s %9s %9s\n' server "100B rec/s" "MB/s" "p50" \
+    "p99" "10KiB rec/s" "MB/s" "lat rec/s" "vis p50" "vis p99" "samples"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 
@@ -142,5 +150,6 @@ best_mode=memory
 K_RPS=$KM_RPS
 if awk -v a="$KD_RPS" -v b="$KM_RPS" 'BEGIN { exit !(a > b) }'; then best_mode=disk; K_RPS=$KD_RPS; fi
 ratio=$(awk -v a="$T_RPS" -v b="$K_RPS" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "inf" }')
+echo "tributary fdatasync: ${FSYNC:-no data}"
 echo "kinesalite_rps is kinesalite's better mode: $best_mode"
 echo "RESULT data-streams tributary_rps=$T_RPS kinesalite_rps=$K_RPS ratio=$ratio p99_visible_ms=$T_P99"
