@@ -1311,6 +1311,40 @@ def t_cbor():
     expect_raw_err("CBOR unknown target: UnknownOperationException", "X", {}, "UnknownOperationException",
                    fmt="cbor", target="Kinesis_20131202.Nope")
 
+    # Text members sent as byte strings that are not UTF-8 would be stored and then break
+    # every JSON answer that carries them: refused.
+    expect_raw_err("CBOR PartitionKey not UTF-8: SerializationException", "PutRecord",
+                   {"StreamName": "cbor", "Data": b"x", "PartitionKey": b"\xff\xfe"},
+                   "SerializationException", fmt="cbor")
+    expect_raw_err("CBOR PutRecords PartitionKey not UTF-8: SerializationException", "PutRecords",
+                   {"StreamName": "cbor", "Records": [{"Data": b"x", "PartitionKey": b"\xc3"}]},
+                   "SerializationException", fmt="cbor")
+    expect_raw_err("CBOR tag value not UTF-8: SerializationException", "AddTagsToStream",
+                   {"StreamName": "cbor", "Tags": {"k": b"\x80"}}, "SerializationException", fmt="cbor")
+    expect_raw_err("CBOR KeyId not UTF-8: SerializationException", "StartStreamEncryption",
+                   {"StreamName": "cbor", "EncryptionType": "KMS", "KeyId": b"\xed\xa0\x80"},
+                   "SerializationException", fmt="cbor")
+    try:
+        recs, _ = drain(iterator("cbor", "shardId-000000000000"))
+        s = KIN.describe_stream_summary(StreamName="cbor")["StreamDescriptionSummary"]
+        tags = KIN.list_tags_for_stream(StreamName="cbor")["Tags"]
+        check("after refused CBOR text: JSON clients still read records, summary and tags",
+              len(recs) == 4 and s.get("EncryptionType") == "NONE" and tags == [])
+    except Exception as e:
+        bad("after refused CBOR text: JSON clients still read records, summary and tags", repr(e))
+    # Lengths count characters, as AWS does.
+    r = KIN.put_record(StreamName="cbor", Data=b"x", PartitionKey="\u00e9" * 256)
+    check("PartitionKey of 256 two-byte characters accepted", "SequenceNumber" in r)
+    expect_err("PartitionKey of 257 characters: ValidationException",
+               lambda: KIN.put_record(StreamName="cbor", Data=b"x", PartitionKey="\u00e9" * 257),
+               "ValidationException")
+    recs, _ = drain(iterator("cbor", "shardId-000000000000"))
+    eq("multi-byte PartitionKey reads back", recs[-1]["PartitionKey"] if recs else None, "\u00e9" * 256)
+    KIN.add_tags_to_stream(StreamName="cbor", Tags={"k": "\u00e9" * 256})
+    eq("tag value of 256 two-byte characters", KIN.list_tags_for_stream(StreamName="cbor")["Tags"],
+       [{"Key": "k", "Value": "\u00e9" * 256}])
+    KIN.remove_tags_from_stream(StreamName="cbor", TagKeys=["k"])
+
 
 def stored_snapshot(stream):
     out = {}
