@@ -40,6 +40,10 @@ code="$(curl -s -o "$WORK/unk" -w '%{http_code}' -X POST -H 'X-Amz-Target: Kines
     -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "$URL/")"
 check "unknown target status 400/404" test "$code" = 400 -o "$code" = 404
 check "unknown target __type" grep -q '"__type":"UnknownOperationException"' "$WORK/unk"
+# The same over HTTP/2: X-Amz-Target is a custom header, which libwebsockets' own h2 drops.
+curl -s --http2-prior-knowledge -o "$WORK/unk2" -X POST -H 'X-Amz-Target: Kinesis_20131202.NoSuchOp' \
+    -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "$URL/"
+check "X-Amz-Target routed over h2" grep -q '"__type":"UnknownOperationException"' "$WORK/unk2"
 check "unknown path 404 JSON" test "$(curl -s -o /dev/null -w '%{http_code}' "$URL/no/such/path")" = 404
 
 # /metrics after requests.
