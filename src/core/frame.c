@@ -70,7 +70,7 @@ tr_frame_status tr_frame_decode(const uint8_t *buf, size_t len, tr_record *rec,
     uint32_t ehk_len = tr_get_u16(b + 30);
     uint32_t data_len = tr_get_u32(b + 32);
     if ((uint64_t)TR_FRAME_FIXED_BODY_BYTES + pkey_len + ehk_len + data_len != body_len ||
-        data_len > TR_MAX_RECORD_BYTES)
+        data_len > tr_record_max_bytes(tr_get_u32(b + 24)))
         return TR_FRAME_BAD;
     rec->seq = tr_get_u64(b);
     rec->arrival_ms = (int64_t)tr_get_u64(b + 8);

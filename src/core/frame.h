@@ -13,7 +13,7 @@
 #define TR_FRAME_HEADER_BYTES 8u
 #define TR_FRAME_FIXED_BODY_BYTES 36u
 #define TR_FRAME_MAX_BYTES \
-    (TR_FRAME_HEADER_BYTES + TR_FRAME_FIXED_BODY_BYTES + 2u * TR_MAX_KEY_BYTES + TR_MAX_RECORD_BYTES)
+    (TR_FRAME_HEADER_BYTES + TR_FRAME_FIXED_BODY_BYTES + 2u * TR_MAX_KEY_BYTES + TR_MAX_FRAGMENT_BYTES)
 
 /* Bytes the frame of `in` takes on disk. */
 size_t tr_frame_size(const tr_record_in *in);

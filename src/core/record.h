@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TR_MAX_RECORD_BYTES (10u * 1024 * 1024) /* payload limit of the core */
+#define TR_MAX_RECORD_BYTES (10u * 1024 * 1024) /* payload limit of a data record */
+#define TR_MAX_FRAGMENT_BYTES (64u * 1024 * 1024) /* of a video fragment (KVS: 50 MB clusters) */
 #define TR_MAX_KEY_BYTES 65535u                 /* partition / explicit hash key limit */
 #define TR_NO_TIME INT64_MIN                    /* producer_ms when none was given */
 
@@ -18,6 +19,12 @@ enum {
 };
 #define TR_FLAG_KIND_MASK 0xffu
 #define TR_FLAG_ENCRYPTED 0x100u /* payload is sealed by the kms layer */
+
+/* The payload limit of a record of these flags: video fragments may be larger than data. */
+static inline uint32_t tr_record_max_bytes(uint32_t flags) {
+    return (flags & TR_FLAG_KIND_MASK) == TR_KIND_FRAGMENT ? TR_MAX_FRAGMENT_BYTES
+                                                           : TR_MAX_RECORD_BYTES;
+}
 
 /* A record as given to an append: the caller owns every buffer. */
 typedef struct tr_record_in {

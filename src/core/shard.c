@@ -463,7 +463,7 @@ int tr_shard_append(tr_shard *s, const tr_record_in *recs, size_t n, int64_t now
     size_t total = 0, copied = 0, large = 0;
     uint64_t payload = 0;
     for (size_t i = 0; i < n; i++) {
-        if (recs[i].data_len > TR_MAX_RECORD_BYTES) return TR_ETOOBIG;
+        if (recs[i].data_len > tr_record_max_bytes(recs[i].flags)) return TR_ETOOBIG;
         if (recs[i].pkey_len > TR_MAX_KEY_BYTES || recs[i].ehk_len > TR_MAX_KEY_BYTES)
             return TR_EINVAL;
         size_t fb = tr_frame_size(&recs[i]);

@@ -473,7 +473,7 @@ int tr_store_append(tr_store *st, tr_shard *s, const tr_record_in *recs, size_t 
     if (n == 0) return TR_EINVAL;
     if (atomic_load(&st->stopping)) return TR_ESHUTDOWN;
     for (size_t i = 0; i < n; i++) {
-        if (recs[i].data_len > TR_MAX_RECORD_BYTES) return TR_ETOOBIG;
+        if (recs[i].data_len > tr_record_max_bytes(recs[i].flags)) return TR_ETOOBIG;
         if (recs[i].pkey_len > TR_MAX_KEY_BYTES || recs[i].ehk_len > TR_MAX_KEY_BYTES)
             return TR_EINVAL;
     }
