@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "net/chunked.h"
 #include "net/http.h"
 #include "net/reqid.h"
 #include "net/router.h"
@@ -55,6 +56,8 @@ struct tr_req {
 
     /* request body */
     int stream_body;          /* chunks go to handler->on_body */
+    int chunked;              /* HTTP/1.1 chunked body: decoded here (lws passes it raw) */
+    tr_chunked dechunk;
     int body_done;
     int dispatched;           /* on_request called */
     uint64_t body_limit;

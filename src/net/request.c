@@ -212,6 +212,11 @@ int tr_req_begin(tr_req *req) {
         req->close_after = 1;
         tr_resp_error(req, 413, "RequestEntityTooLarge", "Request body is too large");
     }
+    const char *te = tr_req_header(req, "transfer-encoding");
+    if (!req->h2 && clen < 0 && te != NULL && strcasestr(te, "chunked") != NULL) {
+        req->chunked = 1;
+        tr_chunked_init(&req->dechunk);
+    }
     if (!expects_body(req, clen)) tr_req_body_complete(req);
     return 0;
 }
@@ -241,10 +246,34 @@ static int accumulate(tr_req *req, const uint8_t *data, size_t len) {
     return 0;
 }
 
-int tr_req_on_body(tr_req *req, const uint8_t *data, size_t len) {
-    if (req->body_done || len == 0) return 0;
+static int deliver(void *arg, const uint8_t *data, size_t len) {
+    tr_req *req = arg;
+    if (len == 0) return 0;
     if (req->stream_body) return req->handler->on_body(req, data, len, req->ctx);
     return accumulate(req, data, len);
+}
+
+int tr_req_on_body(tr_req *req, const uint8_t *data, size_t len) {
+    if (req->body_done || len == 0) return 0;
+    if (!req->chunked) return deliver(req, data, len);
+    size_t used = 0;
+    int rc = tr_chunked_feed(&req->dechunk, data, len, &used, deliver, req);
+    if (rc == TR_CHUNKED_BAD) {
+        /* The connection's framing is lost: answer if we still can, then close. */
+        req->close_after = 1;
+        if (req->resp == RESP_NONE)
+            tr_resp_error(req, 400, "SerializationException", "Malformed chunked request body");
+        req->body_done = 1;
+        return req->resp == RESP_NONE ? -1 : 0;
+    }
+    if (rc == TR_CHUNKED_DONE) {
+        /* lws does not see where a chunked body ends: whatever follows on this connection
+         * would reach us as body, so it closes after the answer. */
+        req->close_after = 1;
+        tr_req_body_complete(req);
+        return 0;
+    }
+    return rc;
 }
 
 void tr_req_body_complete(tr_req *req) {
@@ -252,7 +281,9 @@ void tr_req_body_complete(tr_req *req) {
     req->body_done = 1;
     if (req->dispatched) return;
     req->dispatched = 1;
-    if (req->resp == RESP_NONE) {
+    /* A streaming handler that already streams its answer (PutMedia's acks) still needs to
+     * hear that the body ended. */
+    if (req->resp == RESP_NONE || (req->stream_body && req->streaming && !req->ended)) {
         tr_req_ref(req); /* the handler may answer and end the request inside */
         req->handler->on_request(req, req->ctx);
         tr_req_unref(req);
