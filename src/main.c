@@ -15,6 +15,7 @@
 
 #include "api/kinesis.h"
 #include "api/kvs_control.h"
+#include "api/kvs_media.h"
 #include "core/catalog.h"
 #include "core/store.h"
 #include "data/iterator.h"
@@ -25,6 +26,7 @@
 #include "util/config.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "video/media.h"
 #include "video/streams.h"
 
 #ifndef TR_VERSION
@@ -210,6 +212,8 @@ static int serve(const tr_config *cfg) {
                             .with_catalog = data_catalog_lock, .with_catalog_ctx = data};
     if (rc == TR_OK && (rc = tr_video_open(catalog, store, &vcfg, &video)) != TR_OK)
         fprintf(stderr, "tributary: cannot load video streams: %s\n", tr_strerror(rc));
+    tr_media *media = NULL;
+    if (rc == TR_OK) rc = tr_media_open(video, &media);
     tr_server *srv = NULL;
     tr_kinesis *kinesis = NULL;
     tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = commits};
@@ -220,6 +224,9 @@ static int serve(const tr_config *cfg) {
     tr_kvs_control *kvs = NULL;
     tr_kvs_control_config kvcfg = {.data_endpoint = data_endpoint};
     if (rc == TR_OK) rc = tr_kvs_control_new(srv, video, &kvcfg, &kvs);
+    tr_kvs_media *kvs_media = NULL;
+    tr_kvs_media_config kmcfg = {.commits = commits};
+    if (rc == TR_OK) rc = tr_kvs_media_new(srv, media, &kmcfg, &kvs_media);
     int status = 1;
     if (rc != TR_OK) {
         fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
@@ -235,9 +242,12 @@ static int serve(const tr_config *cfg) {
     }
     /* The server goes first so nothing appends while the store flushes and syncs. */
     tr_kinesis_stop(kinesis);
+    tr_kvs_media_stop(kvs_media);
     tr_server_free(srv);
     tr_kinesis_free(kinesis);
     tr_kvs_control_free(kvs);
+    tr_kvs_media_free(kvs_media);
+    tr_media_close(media);
     tr_video_close(video);
     tr_data_close(data);
     tr_store_close(store);

@@ -1,0 +1,28 @@
+/* The Kinesis Video Streams data-plane face: its routes and lifetime. */
+#include "api/kvs_media.h"
+
+#include <stdlib.h>
+
+#include "api/kvs_media_int.h"
+#include "util/error.h"
+
+int tr_kvs_media_new(tr_server *srv, tr_media *media, const tr_kvs_media_config *cfg,
+                     tr_kvs_media **out) {
+    tr_kvs_media *k = calloc(1, sizeof *k);
+    if (k == NULL) return TR_ENOMEM;
+    k->srv = srv;
+    k->media = media;
+    k->video = tr_media_video(media);
+    if (cfg != NULL) k->cfg = *cfg;
+    int rc = kvs_putmedia_register(k);
+    if (rc != TR_OK) {
+        free(k);
+        return rc;
+    }
+    *out = k;
+    return TR_OK;
+}
+
+void tr_kvs_media_stop(tr_kvs_media *k) { (void)k; }
+
+void tr_kvs_media_free(tr_kvs_media *k) { free(k); }
