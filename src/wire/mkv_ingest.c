@@ -392,8 +392,7 @@ typedef struct cluster_stats {
     uint32_t frame_count;
     int64_t first_ms, last_ms;
     int64_t track_min_ms[TR_MKV_MAX_TRACKS], track_max_ms[TR_MKV_MAX_TRACKS];
-    int last_track;          /* track index of the latest frame */
-    int64_t last_frame_dur_ms; /* its duration, -1 when unknown */
+    int64_t track_last_dur_ms[TR_MKV_MAX_TRACKS]; /* of each track's latest frame, -1 unknown */
     int key_first;           /* -1 until the deciding block is seen */
 } cluster_stats;
 
@@ -707,8 +706,6 @@ static int open_cluster(tr_mkv_parser *p, uint64_t size) {
     p->level = L_CLUSTER;
     memset(&p->cs, 0, sizeof p->cs);
     p->cs.key_first = -1;
-    p->cs.last_frame_dur_ms = -1;
-    p->cs.last_track = -1;
     return 0;
 }
 
@@ -721,14 +718,13 @@ static int track_index(const tr_mkv_parser *p, uint64_t number) {
 /* One frame of track ti at ms, with duration dur_ms (-1 unknown), into the stats. */
 static void count_frame(cluster_stats *cs, int ti, int64_t ms, int64_t dur_ms) {
     if (cs->frames[ti] == 0 || ms < cs->track_min_ms[ti]) cs->track_min_ms[ti] = ms;
-    if (cs->frames[ti] == 0 || ms > cs->track_max_ms[ti]) cs->track_max_ms[ti] = ms;
-    if (cs->frame_count == 0 || ms < cs->first_ms) cs->first_ms = ms;
-    /* Ties go to the later frame in the stream: it is the one that ends the fragment. */
-    if (cs->frame_count == 0 || ms >= cs->last_ms) {
-        cs->last_ms = ms;
-        cs->last_track = ti;
-        cs->last_frame_dur_ms = dur_ms;
+    /* Ties go to the later frame in the stream. */
+    if (cs->frames[ti] == 0 || ms >= cs->track_max_ms[ti]) {
+        cs->track_max_ms[ti] = ms;
+        cs->track_last_dur_ms[ti] = dur_ms;
     }
+    if (cs->frame_count == 0 || ms < cs->first_ms) cs->first_ms = ms;
+    if (cs->frame_count == 0 || ms > cs->last_ms) cs->last_ms = ms;
     cs->frames[ti]++;
     cs->frame_count++;
 }
@@ -817,11 +813,21 @@ static int check_fragment(tr_mkv_parser *p) {
     return 0;
 }
 
-static int64_t frame_interval_ms(const cluster_stats *cs) {
-    if (cs->last_frame_dur_ms >= 0) return cs->last_frame_dur_ms;
-    int ti = cs->last_track;
-    if (ti < 0 || cs->frames[ti] < 2) return 0;
-    return (cs->track_max_ms[ti] - cs->track_min_ms[ti]) / (cs->frames[ti] - 1);
+/* Where the fragment's media ends: the latest end of any track's last frame, that frame's
+ * duration being its BlockDuration or DefaultDuration, else the mean spacing of its track's
+ * frames in this fragment. */
+static int64_t fragment_end_ms(const cluster_stats *cs, size_t ntracks) {
+    int64_t end = cs->last_ms;
+    for (size_t ti = 0; ti < ntracks; ti++) {
+        if (cs->frames[ti] == 0) continue;
+        int64_t dur = cs->track_last_dur_ms[ti];
+        if (dur < 0)
+            dur = cs->frames[ti] < 2 ? 0
+                                     : (cs->track_max_ms[ti] - cs->track_min_ms[ti]) /
+                                           (cs->frames[ti] - 1);
+        if (cs->track_max_ms[ti] + dur > end) end = cs->track_max_ms[ti] + dur;
+    }
+    return end;
 }
 
 /* The pending producer metadata as a list and as one Tags element. */
@@ -872,7 +878,7 @@ static int close_cluster(tr_mkv_parser *p) {
     f.timecode_ms = cs->tc_ms;
     f.first_frame_ms = cs->first_ms;
     f.last_frame_ms = cs->last_ms;
-    f.duration_ms = cs->last_ms - cs->first_ms + frame_interval_ms(cs);
+    f.duration_ms = fragment_end_ms(cs, p->h.ntracks) - cs->first_ms;
     memcpy(f.frames, cs->frames, sizeof f.frames);
     f.frame_count = cs->frame_count;
     f.key_first = cs->key_first > 0;

@@ -136,9 +136,10 @@ typedef struct tr_mkv_fragment {
     int64_t timecode_ms;           /* the same in milliseconds */
     int64_t first_frame_ms;        /* earliest frame timecode (absolute, ms) */
     int64_t last_frame_ms;         /* latest frame timecode (absolute, ms) */
-    int64_t duration_ms;           /* last - first + one frame: the last frame's BlockDuration
-                                      or its track's DefaultDuration, else the mean spacing of
-                                      that track's frames in this fragment, else 0 */
+    int64_t duration_ms;           /* from the first frame to the end of the last: for each
+                                      track, its latest frame + that frame's BlockDuration or
+                                      the track's DefaultDuration, else the mean spacing of
+                                      the track's frames in this fragment; the latest of those */
     uint32_t frames[TR_MKV_MAX_TRACKS]; /* frames per track, indexed like header tracks */
     uint32_t frame_count;          /* all tracks; a laced block counts each frame */
     int key_first;                 /* 1 when the fragment starts with a keyframe: the first

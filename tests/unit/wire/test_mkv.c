@@ -700,6 +700,25 @@ static void block_groups(void **state) {
     tr_ebml_buf_free(&b);
 }
 
+/* A fragment lasts until the latest end of any track's last frame. */
+static void duration_of_tracks(void **state) {
+    const trk t[] = {H264, {A, "A_OPUS", 20000000}};
+    tr_ebml_buf b;
+    tr_ebml_buf_init(&b, 0);
+    put_start(&b, t, 2);
+    size_t at = cluster_begin(&b, 0, 1);
+    put_block_group(&b, 1, 0, 0, 100, 10); /* video: 0 .. 100 */
+    for (int i = 0; i < 3; i++) put_simple_block(&b, 2, 20 * i, 1, 3); /* audio: 0 .. 60 */
+    cluster_end(&b, at);
+    rec r = {0};
+    result res;
+    assert_int_equal(parse_buf(&b, NULL, &r, &res), 0);
+    assert_int_equal(r.frags[0].last_frame_ms, 40);
+    assert_int_equal(r.frags[0].duration_ms, 100);
+    rec_free(&r);
+    tr_ebml_buf_free(&b);
+}
+
 /* Info and TimecodeScale: a 10 us scale gives ms by division; relative timecodes may be
  * negative (audio before the cluster's keyframe). */
 static void timecode_scale(void **state) {
@@ -1297,6 +1316,7 @@ int main(void) {
         cmocka_unit_test(frames_read_back),
         cmocka_unit_test(lacing),
         cmocka_unit_test(block_groups),
+        cmocka_unit_test(duration_of_tracks),
         cmocka_unit_test(timecode_scale),
         cmocka_unit_test(tags_and_end_of_fragment),
         cmocka_unit_test(error_limits),
