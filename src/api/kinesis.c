@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/feed.h"
 #include "api/kinesis_call.h"
 #include "api/kinesis_limits.h"
 #include "data/seqnum.h"
@@ -208,8 +209,8 @@ static void on_request(tr_req *req, void *ctx) {
     }
 }
 
-static void on_close(tr_req *req, void *ctx) { kin_subscribe_on_close(req); }
-static void on_drain(tr_req *req, void *ctx) { kin_subscribe_on_drain(req); }
+static void on_close(tr_req *req, void *ctx) { tr_feed_on_close(req); }
+static void on_drain(tr_req *req, void *ctx) { tr_feed_on_drain(req); }
 
 static const tr_handler kinesis_handler = {
     .on_request = on_request, .on_close = on_close, .on_drain = on_drain};
@@ -225,7 +226,7 @@ int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
         free(k);
         return TR_ENOMEM;
     }
-    int rc = kin_subscribe_start(k);
+    int rc = tr_feeds_new(srv, k->cfg.commits, &k->feeds);
     if (rc != TR_OK) {
         kin_limits_free(k->limits);
         free(k);
@@ -242,12 +243,12 @@ int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
 }
 
 void tr_kinesis_stop(tr_kinesis *k) {
-    if (k != NULL) kin_subscribe_stop(k);
+    if (k != NULL) tr_feeds_stop(k->feeds);
 }
 
 void tr_kinesis_free(tr_kinesis *k) {
     if (k == NULL) return;
-    kin_subscribe_stop(k);
+    tr_feeds_free(k->feeds);
     kin_limits_free(k->limits);
     free(k);
 }

@@ -14,13 +14,13 @@
 #include "wire/reader.h"
 #include "wire/writer.h"
 
-struct kin_subscriptions;
+struct tr_feeds;
 
 struct tr_kinesis {
     tr_server *srv;
     tr_data *data;
     tr_kinesis_config cfg;
-    struct kin_subscriptions *subs; /* kinesis_subscribe.c */
+    struct tr_feeds *feeds;         /* SubscribeToShard's event streams */
     struct kin_limits *limits;      /* NULL unless --limits aws */
 };
 
@@ -159,12 +159,8 @@ int kin_position(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh,
                  const char *type, const char *type_member, const char *seq_text,
                  const int64_t *ts_ms, uint64_t *seq);
 
-/* kinesis_subscribe.c: SubscribeToShard and the thread that feeds subscriptions. */
+/* kinesis_subscribe.c: SubscribeToShard, a feed (api/feed.h). */
 void kin_subscribe(kin_call *c);
-int kin_subscribe_start(tr_kinesis *k);
-void kin_subscribe_stop(tr_kinesis *k);
-/* The handler's hooks for a subscription's request. */
-void kin_subscribe_on_close(tr_req *req);
-void kin_subscribe_on_drain(tr_req *req);
+
 
 #endif
