@@ -49,6 +49,7 @@ struct put_state {
     put_group *groups;
     size_t ngroups;
     int reroutes;
+    int gone;             /* the stream was deleted while records were rerouted */
     atomic_size_t pending;
     tr_task task;
 };
@@ -242,6 +243,12 @@ static void put_answer(put_state *p) {
     kin_call *c = p->c;
     tr_writer *w = &c->out;
     const char *enc = p->s->encrypted ? "KMS" : "NONE";
+    if (p->gone) {
+        kin_fail(c, 400, "ResourceNotFoundException", "Stream %s under account %s not found.",
+                 p->s->name, tr_data_cfg(c->k->data)->account);
+        kin_finish(c);
+        return;
+    }
     if (!p->batch) {
         if (p->status[0] == KIN_THROTTLED) {
             char msg[400];
@@ -296,7 +303,10 @@ static void reroute_on_worker(tr_work *w) {
     for (size_t i = 0; i < p->n; i++) p->todo[i] = 0;
     tr_data_wait_settled(c->k->data);
     tr_data_stream *s = tr_data_get_by_id(c->k->data, p->s->id);
-    if (s == NULL) return; /* deleted meanwhile: the records fail */
+    if (s == NULL) { /* deleted meanwhile */
+        p->gone = 1;
+        return;
+    }
     for (size_t i = 0; i < p->n; i++) {
         if (p->shard[i] != NULL) p->shard[i] = &s->shards[p->shard[i]->index];
         if (p->status[i] != TR_ECLOSED) continue;

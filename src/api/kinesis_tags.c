@@ -69,6 +69,9 @@ int kin_apply_tags(kin_call *c, tr_data_stream *s, json_t *tags) {
                         "Failed to add tags to stream %s under account %s because a given "
                         "stream cannot have more than %d tags associated with it.",
                         s->name, tr_data_cfg(c->k->data)->account, KIN_MAX_TAGS);
+    if (rc == TR_ENOENT) /* deleted since it was looked up */
+        return kin_fail(c, 400, "ResourceNotFoundException", "Stream %s under account %s not found.",
+                        s->name, tr_data_cfg(c->k->data)->account);
     if (rc != TR_OK) return kin_fail(c, 500, "InternalFailure", "%s", tr_strerror(rc));
     return 0;
 }
