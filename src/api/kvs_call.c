@@ -78,7 +78,8 @@ int kvs_invalid(kvs_call *c, const char *value, const char *member, const char *
 
 /* ---- the call ---- */
 
-static void release(kvs_call *c) {
+void kvs_call_release(kvs_call *c) {
+    if (c->op_state_free != NULL) c->op_state_free(c->op_state);
     json_decref(c->in);
     tr_writer_free(&c->out);
     tr_req_unref(c->req);
@@ -97,21 +98,25 @@ static void finish(kvs_call *c) {
             tr_resp_send(c->req, 200, JSON_TYPE, body, len);
         free(body);
     }
-    release(c);
+    kvs_call_release(c);
 }
 
 static void run_on_worker(tr_work *w) {
     kvs_call *c = (kvs_call *)w;
     c->op->fn(c);
     /* An operation that recorded nothing still answers a JSON object. */
-    if (!c->failed && c->out.len == 0) {
+    if (!c->failed && c->answer == NULL && c->out.len == 0) {
         tr_w_obj_begin(&c->out);
         tr_w_obj_end(&c->out);
     }
 }
 
 static void done_on_loop(tr_task *t) {
-    finish((kvs_call *)((char *)t - offsetof(tr_work, done)));
+    kvs_call *c = (kvs_call *)((char *)t - offsetof(tr_work, done));
+    if (c->answer != NULL && !c->failed)
+        c->answer(c);
+    else
+        finish(c);
 }
 
 void kvs_call_start(tr_req *req, tr_server *srv, tr_video *video, void *face,

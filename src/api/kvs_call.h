@@ -36,7 +36,15 @@ struct kvs_call {
     int status;                /* HTTP status of the error */
     const char *err_type;
     char err_msg[1024];
+    /* Set by an operation that answers with a stream (GetMedia): runs on the loop instead of
+     * the plain answer when there is no error, and must end with kvs_call_release. */
+    void (*answer)(kvs_call *c);
+    void *op_state;            /* the operation's own state, freed with the call */
+    void (*op_state_free)(void *state);
 };
+
+/* Frees the call without answering (an `answer` hook answered by other means). */
+void kvs_call_release(kvs_call *c);
 
 /* Parses the request's JSON body and runs op->fn on the server's worker pool; the answer is
  * sent on the loop. Loop thread only (an on_request handler). */

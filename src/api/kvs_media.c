@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "api/feed.h"
 #include "api/kvs_media_int.h"
 #include "util/error.h"
 
@@ -15,14 +16,21 @@ int tr_kvs_media_new(tr_server *srv, tr_media *media, const tr_kvs_media_config 
     k->video = tr_media_video(media);
     if (cfg != NULL) k->cfg = *cfg;
     int rc = kvs_putmedia_register(k);
+    if (rc == TR_OK) rc = kvs_getmedia_register(k);
     if (rc != TR_OK) {
-        free(k);
+        tr_kvs_media_free(k);
         return rc;
     }
     *out = k;
     return TR_OK;
 }
 
-void tr_kvs_media_stop(tr_kvs_media *k) { (void)k; }
+void tr_kvs_media_stop(tr_kvs_media *k) {
+    if (k != NULL) tr_feeds_stop(k->feeds);
+}
 
-void tr_kvs_media_free(tr_kvs_media *k) { free(k); }
+void tr_kvs_media_free(tr_kvs_media *k) {
+    if (k == NULL) return;
+    tr_feeds_free(k->feeds);
+    free(k);
+}

@@ -5,7 +5,7 @@
 #include "api/kvs_media.h"
 
 struct put_session;
-struct media_feeds;
+struct tr_feeds;
 
 struct tr_kvs_media {
     tr_server *srv;
@@ -13,13 +13,12 @@ struct tr_kvs_media {
     tr_video *video;
     tr_kvs_media_config cfg;
     struct put_session *sessions;  /* PutMedia connections, for the tick (loop only) */
-    struct media_feeds *feeds;     /* GetMedia (kvs_getmedia.c) */
+    struct tr_feeds *feeds;        /* GetMedia and GetMediaForFragmentList answers */
 };
 
 /* kvs_putmedia.c */
 int kvs_putmedia_register(tr_kvs_media *k);
 /* kvs_getmedia.c */
 int kvs_getmedia_register(tr_kvs_media *k);
-void kvs_getmedia_stop(tr_kvs_media *k);
 
 #endif
