@@ -35,6 +35,10 @@
  * under a Tag are kept; the rest of a Tags element (Targets, TagLanguage, nested SimpleTags,
  * TagBinary) is read over.
  *
+ * One Segment per body: a second EBML header or Segment is 4006, as KVS answers "more than
+ * one Segment" (the producer SDK starts a new PutMedia connection for a new stream header);
+ * clusters before it are still handed out.
+ *
  * Errors are KVS ErrorIds, the numbers the PutMedia ERROR ack carries. After an error the
  * parser is spent: every later call returns the same error. Nothing is skipped silently
  * except the elements Matroska defines as skippable (Void, CRC-32, SeekHead, Cues,

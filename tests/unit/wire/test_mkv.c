@@ -480,7 +480,7 @@ static void known_and_unknown_clusters(void **state) {
     put_start(&b, t, 2);
     put_gop(&b, 1000, 1, 30, 1); /* known size */
     put_gop(&b, 2000, 0, 30, 1); /* unknown size, ended by the next Cluster */
-    tr_ebml_put_binary(&b, TR_EBML_ID_VOID, "\0\0\0", 3); /* ends it too, then skipped */
+    tr_ebml_put_binary(&b, TR_EBML_ID_VOID, "\0\0\0", 3); /* a child of it, left out */
     put_gop(&b, 3000, 0, 15, 1); /* unknown size, ended by finish */
     rec r = {0};
     result res;
