@@ -70,6 +70,7 @@ typedef struct case_result {
     uint64_t appends, records, payload_bytes;
     /* Everything acknowledged, and what it took on disk in how many group commits. */
     uint64_t appends_all, records_all, payload_all;
+    uint64_t records_warmup; /* appended by the first, uncounted slice */
     uint64_t disk_bytes, commits;
     double p50_ms, p99_ms;
     uint64_t raw_bytes; /* the physical limit: plain write + fdatasync */
@@ -228,8 +229,9 @@ static void lat_merge(lat_set *all, const writer *w) {
 }
 
 /* One slice of a case: the writers append for `seconds` (or until `max_payload` bytes), then
- * stop after their ack in flight. Adds to res and lat; returns the slice's length (its
- * counted part) in seconds and sets *mean_lat to the mean append-to-ack latency. */
+ * stop after their ack in flight. Adds to res and lat (unless NULL); returns the slice's
+ * length (its counted part) in seconds and sets *mean_lat to the mean append-to-ack
+ * latency. */
 static double append_slice(run *r, double seconds, uint64_t max_payload, case_result *res,
                            lat_set *lat, double *mean_lat) {
     const bench_case *c = r->c;
@@ -275,15 +277,16 @@ static double append_slice(run *r, double seconds, uint64_t max_payload, case_re
         pthread_join(ws[i].thread, NULL);
         appends += ws[i].appends;
         appends_all += ws[i].appends_all;
-        lat_merge(lat, &ws[i]);
+        if (lat) lat_merge(lat, &ws[i]);
     }
+    uint64_t t2 = now_ns();
     if (atomic_load(&r->failed)) exit(1);
     res->commits += commits_so_far() - commits0;
     tr_shard_get_info(r->shard, &info1);
     uint64_t call_bytes = (uint64_t)c->per_call * c->rec_bytes;
     double counted = (double)(t1 - r->window_ns) / 1e9;
     res->seconds += counted;
-    *mean_lat = appends_all ? (double)(t1 - t0) / 1e9 * nw / (double)appends_all : seconds;
+    *mean_lat = (double)(t2 - t0) / 1e9 * nw / (double)(appends_all ? appends_all : 1);
     res->appends += appends;
     res->records += appends * (uint64_t)c->per_call;
     res->payload_bytes += appends * call_bytes;
@@ -348,9 +351,9 @@ static void run_reads(run *r, case_result *res) {
     }
     res->read_seconds = (double)(now_ns() - t0) / 1e9;
     tr_read_batch_free(&b);
-    if (res->read_records != res->records_all) {
+    if (res->read_records != res->records_all + res->records_warmup) {
         fprintf(stderr, "log_bench: wrote %" PRIu64 " records, read back %" PRIu64 "\n",
-                res->records_all, res->read_records);
+                res->records_all + res->records_warmup, res->read_records);
         exit(1);
     }
 }
@@ -401,7 +404,14 @@ static void run_case(const char *base, size_t idx, double seconds, case_result *
 
     memset(res, 0, sizeof *res);
     lat_set lat = {0};
+    /* A first slice, not counted, finds the latency (and so the slices' length). */
     double slice = SLICE_SECONDS, spent = 0, counted = 0, mean_lat = 0;
+    case_result warm = {0};
+    append_slice(&r, slice, CASE_MAX_PAYLOAD_BYTES, &warm, NULL, &mean_lat);
+    slice = 10 * mean_lat;
+    if (slice < SLICE_SECONDS) slice = SLICE_SECONDS;
+    if (slice > seconds / 2) slice = seconds / 2;
+    res->records_warmup = warm.records_all;
     double pair_ratio[MAX_ROUNDS];
     int rounds = 0;
     for (int k = 0; k < MAX_ROUNDS && (spent < seconds || k < 2); k++, rounds++) {
