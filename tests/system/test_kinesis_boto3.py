@@ -101,6 +101,9 @@ def cbor_enc(v):
     if v is False:
         return b"\xf4"
     if isinstance(v, int):
+        if v >= 2**64 or v < -2**64:  # bignum: tag 2 or 3 + big-endian bytes
+            m = v if v >= 0 else -1 - v
+            return _head(6, 2 if v >= 0 else 3) + cbor_enc(m.to_bytes((m.bit_length() + 7) // 8, "big"))
         return _head(0, v) if v >= 0 else _head(1, -1 - v)
     if isinstance(v, float):
         return b"\xfb" + struct.pack(">d", v)
@@ -1346,6 +1349,205 @@ def t_cbor():
     KIN.remove_tags_from_stream(StreamName="cbor", TagKeys=["k"])
 
 
+def t_chaos():
+    """Robustness: structure-aware mutations of valid requests (wrong types, missing and
+    extra members, extreme numbers, bytes for text, in JSON and CBOR) never get a 5xx or
+    crash the server; then clients racing create/delete/put/read/reshard/tag on the same
+    streams get only 4xx errors."""
+    import random
+    create("mut", 2)
+    KIN.put_record(StreamName="mut", Data=b"x", PartitionKey="a")
+    it = iterator("mut", "shardId-000000000000")
+    seq = KIN.put_record(StreamName="mut", Data=b"x", PartitionKey="a", ExplicitHashKey="1")["SequenceNumber"]
+    arn = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/mut"
+    base = [
+        ("CreateStream", {"StreamName": "mut2", "ShardCount": 1, "Tags": {"a": "b"},
+                          "StreamModeDetails": {"StreamMode": "PROVISIONED"}, "MaxRecordSizeInKiB": 1024}),
+        ("DeleteStream", {"StreamName": "mut2", "EnforceConsumerDeletion": True}),
+        ("DescribeStream", {"StreamName": "mut", "Limit": 1, "ExclusiveStartShardId": "shardId-000000000000"}),
+        ("DescribeStreamSummary", {"StreamARN": arn}),
+        ("ListStreams", {"Limit": 1, "ExclusiveStartStreamName": "a", "NextToken": "bQ=="}),
+        ("ListShards", {"StreamName": "mut", "MaxResults": 1,
+                        "ShardFilter": {"Type": "AT_TIMESTAMP", "Timestamp": 1.5, "ShardId": "shardId-000000000000"}}),
+        ("ListShards", {"NextToken": "bXV0CjAKMAowCg=="}),
+        ("PutRecord", {"StreamName": "mut", "Data": b"x", "PartitionKey": "k", "ExplicitHashKey": "5",
+                       "SequenceNumberForOrdering": seq}),
+        ("PutRecords", {"StreamName": "mut", "Records": [{"Data": b"x", "PartitionKey": "k", "ExplicitHashKey": "5"},
+                                                         {"Data": b"y", "PartitionKey": "j"}]}),
+        ("GetShardIterator", {"StreamName": "mut", "ShardId": "shardId-000000000000",
+                              "ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": seq,
+                              "Timestamp": 5}),
+        ("GetRecords", {"ShardIterator": it, "Limit": 5}),
+        ("IncreaseStreamRetentionPeriod", {"StreamName": "mut", "RetentionPeriodHours": 30}),
+        ("DecreaseStreamRetentionPeriod", {"StreamName": "mut", "RetentionPeriodHours": 24}),
+        ("SplitShard", {"StreamName": "mut2", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "100"}),
+        ("MergeShards", {"StreamName": "mut2", "ShardToMerge": "shardId-000000000001",
+                         "AdjacentShardToMerge": "shardId-000000000002"}),
+        ("UpdateShardCount", {"StreamName": "mut2", "TargetShardCount": 2, "ScalingType": "UNIFORM_SCALING"}),
+        ("StartStreamEncryption", {"StreamName": "mut", "EncryptionType": "KMS", "KeyId": "k"}),
+        ("StopStreamEncryption", {"StreamName": "mut", "EncryptionType": "KMS", "KeyId": "k"}),
+        ("EnableEnhancedMonitoring", {"StreamName": "mut", "ShardLevelMetrics": ["ALL"]}),
+        ("DisableEnhancedMonitoring", {"StreamName": "mut", "ShardLevelMetrics": ["IncomingBytes"]}),
+        ("UpdateStreamMode", {"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}),
+        ("UpdateMaxRecordSize", {"StreamName": "mut", "MaxRecordSizeInKiB": 2048}),
+        ("DescribeLimits", {}),
+        ("AddTagsToStream", {"StreamName": "mut", "Tags": {"x": "y"}}),
+        ("RemoveTagsFromStream", {"StreamName": "mut", "TagKeys": ["x"]}),
+        ("ListTagsForStream", {"StreamName": "mut", "ExclusiveStartTagKey": "a", "Limit": 2}),
+        ("TagResource", {"ResourceARN": arn, "Tags": {"x": "y"}}),
+        ("UntagResource", {"ResourceARN": arn, "TagKeys": ["x"]}),
+        ("ListTagsForResource", {"ResourceARN": arn}),
+    ]
+    rng = random.Random(20240601)
+
+    def value(depth=0):
+        c = rng.randrange(13)
+        if c == 0:
+            return None
+        if c == 1:
+            return rng.choice([True, False])
+        if c == 2:
+            return rng.choice([0, -1, 1, 2**31, 2**63 - 1, -2**63, 2**64 - 1, 10**30])
+        if c == 3:
+            return rng.choice([0.5, -1e308, 1e308, 3.14])
+        if c == 4:
+            return "x" * rng.choice([0, 1, 128, 129, 256, 257, 2049, 5000])
+        if c == 5:
+            return rng.choice(["shardId-000000000000", "shardId-", "shardId-999999999999999999999", "-1",
+                               "340282366920938463463374607431768211456", "ALL", "AT_LATEST", "ON_DEMAND",
+                               "KMS", f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/", "arn:", "\u00e9\u0000"])
+        if c == 6 and depth < 3:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if c == 7 and depth < 3:
+            return {rng.choice(["Type", "ShardId", "Timestamp", "StreamMode", "Data", "PartitionKey", "a"]):
+                    value(depth + 1) for _ in range(rng.randrange(4))}
+        if c == 8:
+            return b"\xff\x00"
+        if c == 9:
+            return [{}] * rng.choice([0, 1, 501])
+        if c == 10:
+            return Tag(1, rng.choice([0, -5, 2**63 - 1, 1.5]))
+        return rng.choice(["mut", "mut2", "nope"])
+
+    def mutate(body):
+        b = dict(body)
+        for _ in range(rng.randint(1, 3)):
+            op, keys = rng.randrange(4), list(b)
+            if op == 0 and keys:
+                b[rng.choice(keys)] = value()
+            elif op == 1 and keys:
+                del b[rng.choice(keys)]
+            elif op == 2:
+                b[rng.choice(["StreamName", "StreamARN", "NextToken", "ShardId", "Records", "Tags", "Limit",
+                              "Timestamp"])] = value()
+            elif op == 3 and keys:
+                k = rng.choice(keys)
+                if isinstance(b[k], list) and b[k]:
+                    b[k] = list(b[k])
+                    b[k][rng.randrange(len(b[k]))] = value()
+                elif isinstance(b[k], dict) and b[k]:
+                    b[k] = dict(b[k])
+                    b[k][rng.choice(list(b[k]))] = value()
+        return b
+
+    def as_json(v):
+        if isinstance(v, bytes):
+            return base64.b64encode(v).decode() if rng.random() < 0.5 else v.decode("latin-1")
+        if isinstance(v, Tag):
+            return v.value
+        if isinstance(v, list):
+            return [as_json(x) for x in v]
+        if isinstance(v, dict):
+            return {k: as_json(x) for k, x in v.items()}
+        return v
+
+    n, bad5xx = 0, []
+    end = time.time() + 3
+    while time.time() < end:
+        op, body = rng.choice(base)
+        m = mutate(body)
+        fmt = rng.choice(["json", "cbor"])
+        st, _, out = raw(op, json.dumps(as_json(m)) if fmt == "json" else m, fmt=fmt)
+        n += 1
+        if st >= 500:
+            bad5xx.append((op, fmt, repr(m)[:200], st, repr(out)[:200]))
+    print(f"# mutations: {n} requests", flush=True)
+    eq("mutated requests: no 5xx", bad5xx[:3], [])
+    check("mutated requests: server alive", SRV.alive())
+
+    # Racing clients.
+    names = ["race-0", "race-1", "race-2"]
+    clients = [client() for _ in range(6)]
+    errors, fivexx = {}, []
+    end = time.time() + 4
+
+    def worker(seed):
+        r, k = random.Random(seed), clients[seed]
+        while time.time() < end:
+            n, op = r.choice(names), r.randrange(10)
+            try:
+                if op == 0:
+                    k.create_stream(StreamName=n, ShardCount=r.randint(1, 3))
+                elif op == 1 and r.random() < 0.3:
+                    k.delete_stream(StreamName=n)
+                elif op in (2, 3):
+                    k.put_records(StreamName=n, Records=[{"Data": b"x" * r.randint(0, 100), "PartitionKey": str(r.random())}
+                                                         for _ in range(r.randint(1, 20))])
+                elif op == 4:
+                    k.put_record(StreamName=n, Data=b"y", PartitionKey=str(r.random()))
+                elif op == 5:
+                    s = r.choice(k.list_shards(StreamName=n)["Shards"])
+                    it = k.get_shard_iterator(StreamName=n, ShardId=s["ShardId"],
+                                              ShardIteratorType=r.choice(["TRIM_HORIZON", "LATEST"]))["ShardIterator"]
+                    for _ in range(3):
+                        it = k.get_records(ShardIterator=it, Limit=r.randint(1, 50)).get("NextShardIterator")
+                        if not it:
+                            break
+                elif op == 6:
+                    sh = sorted((s for s in k.list_shards(StreamName=n)["Shards"]
+                                 if "EndingSequenceNumber" not in s["SequenceNumberRange"]),
+                                key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+                    if r.random() < 0.5 or len(sh) < 2:
+                        s = r.choice(sh)
+                        a, b = int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"])
+                        k.split_shard(StreamName=n, ShardToSplit=s["ShardId"], NewStartingHashKey=str((a + b) // 2 + 1))
+                    else:
+                        i = r.randrange(len(sh) - 1)
+                        k.merge_shards(StreamName=n, ShardToMerge=sh[i]["ShardId"],
+                                       AdjacentShardToMerge=sh[i + 1]["ShardId"])
+                elif op == 7:
+                    o = k.describe_stream_summary(StreamName=n)["StreamDescriptionSummary"]["OpenShardCount"]
+                    k.update_shard_count(StreamName=n, TargetShardCount=max(1, min(2 * o, r.randint(1, 6))),
+                                         ScalingType="UNIFORM_SCALING")
+                elif op == 8:
+                    k.describe_stream(StreamName=n)
+                    k.list_streams()
+                else:
+                    k.add_tags_to_stream(StreamName=n, Tags={str(r.randrange(60)): "v"})
+                    k.list_tags_for_stream(StreamName=n)
+            except ClientError as e:
+                code = e.response["Error"]["Code"]
+                errors[code] = errors.get(code, 0) + 1
+                if e.response["ResponseMetadata"]["HTTPStatusCode"] >= 500:
+                    fivexx.append(f"{code}: {e.response['Error'].get('Message')}")
+            except Exception as e:
+                fivexx.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(clients))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    print(f"# racing clients: errors {errors}", flush=True)
+    eq("racing clients: no 5xx", fivexx[:3], [])
+    check("racing clients: server alive", SRV.alive())
+    for n in names:
+        try:
+            KIN.delete_stream(StreamName=n)
+        except ClientError:
+            pass
+
+
 def stored_snapshot(stream):
     out = {}
     for s in shards_of(stream):
@@ -1605,7 +1807,7 @@ def t_expiry_and_transitions():
 
 SECTIONS = [t_create_describe_delete, t_describe_paging, t_list_streams, t_put_routing,
             t_iterators_and_reads, t_retention_attrs, t_tags, t_max_record_size, t_reshard,
-            t_ordering, t_cbor, t_bad_input, t_restart, t_expiry_and_transitions]
+            t_ordering, t_cbor, t_bad_input, t_chaos, t_restart, t_expiry_and_transitions]
 
 
 def main():
