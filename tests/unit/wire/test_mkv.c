@@ -794,7 +794,6 @@ static void tags_and_end_of_fragment(void **state) {
     tr_mkv_parser_free(p);
     rec_free(&r2);
 
-    /* The chunk tags of a fragment read back as its pairs. */
     rec_free(&r);
     tr_ebml_buf_free(&b);
 }
