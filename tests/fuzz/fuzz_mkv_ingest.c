@@ -15,21 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "wire/ebml.h"
 #include "wire/mkv_chunk.h"
 #include "wire/mkv_ingest.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-/* An invariant of the code under test, not of the input: breaking it is a finding. */
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
+#define CHECK FUZZ_CHECK
 
 /* What one run saw, folded into a hash so that two runs can be compared. */
 typedef struct {
@@ -277,28 +268,29 @@ static size_t make_body(tr_ebml_buf *b, int audio) {
     return b->len;
 }
 
-static void write_seed(const char *dir, int n, const uint8_t *d, size_t len) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/seed-mkv-%03d", dir, n);
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    CHECK(fwrite("\x12\x34", 1, 2, f) == 2); /* the piece seed */
-    CHECK(fwrite(d, 1, len, f) == len);
-    CHECK(fclose(f) == 0);
+/* A seed: the two piece-seed bytes, then the first len bytes of the body. */
+static void write_seed(const char *dir, const uint8_t *body, size_t len) {
+    uint8_t *d = malloc(len + 2);
+    CHECK(d != NULL);
+    d[0] = 0x12, d[1] = 0x34;
+    memcpy(d + 2, body, len);
+    fuzz_seed(dir, d, len + 2);
+    free(d);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    const char *dir = getenv("TR_FUZZ_WRITE_SEEDS");
-    if (dir == NULL || *dir == '\0') return 0;
+    fuzz_quiet_logs();
+    const char *dir = fuzz_seed_dir();
+    if (dir == NULL) return 0;
     for (int audio = 0; audio < 2; audio++) {
         tr_ebml_buf b;
         tr_ebml_buf_init(&b, 0);
         size_t len = make_body(&b, audio);
         CHECK(!b.failed);
-        write_seed(dir, 3 * audio, b.data, len);
-        write_seed(dir, 3 * audio + 1, b.data, len - 5); /* cut short */
-        write_seed(dir, 3 * audio + 2, b.data, len / 2);
+        write_seed(dir, b.data, len);
+        write_seed(dir, b.data, len - 5); /* cut short */
+        write_seed(dir, b.data, len / 2);
         tr_ebml_buf_free(&b);
     }
     exit(0);
