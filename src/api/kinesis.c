@@ -19,39 +19,39 @@
 #define TARGET_PREFIX "Kinesis_20131202."
 
 static const kin_op ops[] = {
-    {"AddTagsToStream", kin_add_tags, KIN_WORKER},
-    {"CreateStream", kin_create_stream, KIN_WORKER},
-    {"DecreaseStreamRetentionPeriod", kin_decrease_retention, KIN_WORKER},
-    {"DeleteStream", kin_delete_stream, KIN_WORKER},
-    {"DeregisterStreamConsumer", kin_deregister_consumer, KIN_WORKER},
-    {"DescribeLimits", kin_describe_limits, KIN_WORKER},
-    {"DescribeStream", kin_describe_stream, KIN_WORKER},
-    {"DescribeStreamConsumer", kin_describe_consumer, KIN_WORKER},
-    {"DescribeStreamSummary", kin_describe_stream_summary, KIN_WORKER},
-    {"DisableEnhancedMonitoring", kin_disable_monitoring, KIN_WORKER},
-    {"EnableEnhancedMonitoring", kin_enable_monitoring, KIN_WORKER},
-    {"GetRecords", kin_get_records, KIN_WORKER},
-    {"GetShardIterator", kin_get_shard_iterator, KIN_WORKER},
-    {"IncreaseStreamRetentionPeriod", kin_increase_retention, KIN_WORKER},
-    {"ListShards", kin_list_shards, KIN_WORKER},
-    {"ListStreamConsumers", kin_list_consumers, KIN_WORKER},
-    {"ListStreams", kin_list_streams, KIN_WORKER},
-    {"ListTagsForResource", kin_list_tags_for_resource, KIN_WORKER},
-    {"ListTagsForStream", kin_list_tags, KIN_WORKER},
-    {"MergeShards", kin_merge_shards, KIN_WORKER},
-    {"PutRecord", kin_put_record, KIN_LOOP_ASYNC},
-    {"PutRecords", kin_put_records, KIN_LOOP_ASYNC},
-    {"RegisterStreamConsumer", kin_register_consumer, KIN_WORKER},
-    {"RemoveTagsFromStream", kin_remove_tags, KIN_WORKER},
-    {"SplitShard", kin_split_shard, KIN_WORKER},
-    {"StartStreamEncryption", kin_start_encryption, KIN_WORKER},
-    {"StopStreamEncryption", kin_stop_encryption, KIN_WORKER},
-    {"SubscribeToShard", kin_subscribe, KIN_WORKER},
-    {"TagResource", kin_tag_resource, KIN_WORKER},
-    {"UntagResource", kin_untag_resource, KIN_WORKER},
-    {"UpdateMaxRecordSize", kin_update_max_record_size, KIN_WORKER},
-    {"UpdateShardCount", kin_update_shard_count, KIN_WORKER},
-    {"UpdateStreamMode", kin_update_stream_mode, KIN_WORKER},
+    {"AddTagsToStream", kin_add_tags},
+    {"CreateStream", kin_create_stream},
+    {"DecreaseStreamRetentionPeriod", kin_decrease_retention},
+    {"DeleteStream", kin_delete_stream},
+    {"DeregisterStreamConsumer", kin_deregister_consumer},
+    {"DescribeLimits", kin_describe_limits},
+    {"DescribeStream", kin_describe_stream},
+    {"DescribeStreamConsumer", kin_describe_consumer},
+    {"DescribeStreamSummary", kin_describe_stream_summary},
+    {"DisableEnhancedMonitoring", kin_disable_monitoring},
+    {"EnableEnhancedMonitoring", kin_enable_monitoring},
+    {"GetRecords", kin_get_records},
+    {"GetShardIterator", kin_get_shard_iterator},
+    {"IncreaseStreamRetentionPeriod", kin_increase_retention},
+    {"ListShards", kin_list_shards},
+    {"ListStreamConsumers", kin_list_consumers},
+    {"ListStreams", kin_list_streams},
+    {"ListTagsForResource", kin_list_tags_for_resource},
+    {"ListTagsForStream", kin_list_tags},
+    {"MergeShards", kin_merge_shards},
+    {"PutRecord", kin_put_record},
+    {"PutRecords", kin_put_records},
+    {"RegisterStreamConsumer", kin_register_consumer},
+    {"RemoveTagsFromStream", kin_remove_tags},
+    {"SplitShard", kin_split_shard},
+    {"StartStreamEncryption", kin_start_encryption},
+    {"StopStreamEncryption", kin_stop_encryption},
+    {"SubscribeToShard", kin_subscribe},
+    {"TagResource", kin_tag_resource},
+    {"UntagResource", kin_untag_resource},
+    {"UpdateMaxRecordSize", kin_update_max_record_size},
+    {"UpdateShardCount", kin_update_shard_count},
+    {"UpdateStreamMode", kin_update_stream_mode},
 };
 
 static const kin_op *find_op(const char *name) {
@@ -143,8 +143,16 @@ void kin_finish(kin_call *c) {
 
 /* ---- dispatch ---- */
 
+/* The body is parsed here, off the loop: for PutRecords it is most of the work. */
 static void run_on_worker(tr_work *w) {
     kin_call *c = (kin_call *)w;
+    char err[256];
+    c->in = tr_wire_parse(c->fmt, c->body, c->body_len, err, sizeof err);
+    if (c->in == NULL || !json_is_object(c->in)) {
+        kin_fail(c, 400, "SerializationException", "%s",
+                 c->in == NULL ? err : "The request body is not an object");
+        return;
+    }
     c->op->fn(c);
 }
 
@@ -174,33 +182,19 @@ static void on_request(tr_req *req, void *ctx) {
         send_error(req, fmt, 400, "UnknownOperationException", msg);
         return;
     }
-    size_t len = 0;
-    const uint8_t *body = tr_req_body(req, &len);
-    char err[256];
-    json_t *in = tr_wire_parse(fmt, body, len, err, sizeof err);
-    if (in == NULL || !json_is_object(in)) {
-        json_decref(in);
-        send_error(req, fmt, 400, "SerializationException",
-                   in == NULL ? err : "The request body is not an object");
-        return;
-    }
     kin_call *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        json_decref(in);
         send_error(req, fmt, 500, "InternalFailure", "out of memory");
         return;
     }
+    /* The body stays put while the request is referenced, so a worker may read it. */
+    c->body = tr_req_body(req, &c->body_len);
     c->req = req;
     tr_req_ref(req);
     c->k = k;
     c->op = op;
     c->fmt = fmt;
-    c->in = in;
     tr_writer_init(&c->out, fmt);
-    if (op->where == KIN_LOOP_ASYNC) {
-        op->fn(c); /* answers through kin_finish, now or from a completion */
-        return;
-    }
     c->work.run = run_on_worker;
     c->work.done.fn = done_on_loop;
     if (tr_workpool_submit(tr_server_workpool(k->srv), &c->work) != TR_OK) {
@@ -255,10 +249,17 @@ void tr_kinesis_free(tr_kinesis *k) {
 
 /* ---- input members ---- */
 
-static size_t utf8_chars(const char *s, size_t len) {
+size_t kin_utf8_chars(const char *s, size_t len) {
     size_t n = 0;
     for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xc0) != 0x80;
     return n;
+}
+
+int kin_is_text(const char *s, size_t len) {
+    json_t *t = json_stringn(s, len); /* jansson validates */
+    int ok = t != NULL;
+    json_decref(t);
+    return ok;
 }
 
 static int wrong_type(kin_call *c, const char *key) {
@@ -275,7 +276,9 @@ int kin_str(kin_call *c, const char *key, const char *member, int required, size
     }
     if (!json_is_string(v)) return wrong_type(c, key);
     const char *s = json_string_value(v);
-    size_t n = utf8_chars(s, json_string_length(v));
+    if (!kin_is_text(s, json_string_length(v)))
+        return kin_fail(c, 400, "SerializationException", "%s must be a text string", key);
+    size_t n = kin_utf8_chars(s, json_string_length(v));
     char constraint[96];
     if (n < min || n > max) {
         snprintf(constraint, sizeof constraint, "Member must have length %s than or equal to %zu",

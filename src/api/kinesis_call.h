@@ -29,14 +29,12 @@ struct tr_kinesis {
 
 typedef struct kin_call kin_call;
 
-/* Where an operation runs: on a worker (may block: disk reads, the control plane), or on
- * the loop when it only starts asynchronous work and answers from a completion (puts). */
-typedef enum { KIN_WORKER = 0, KIN_LOOP_ASYNC = 1 } kin_where;
-
+/* An operation runs on a worker (it may block: disk reads, the control plane). One that
+ * starts asynchronous work (puts) sets the call's answer hook and answers from its
+ * completion. */
 typedef struct kin_op {
     const char *name;
     void (*fn)(kin_call *c);
-    kin_where where;
 } kin_op;
 
 struct kin_call {
@@ -45,7 +43,9 @@ struct kin_call {
     tr_kinesis *k;
     const kin_op *op;
     tr_wire_format fmt;
-    json_t *in;                /* the parsed body */
+    const uint8_t *body;       /* the request body (the request's, read-only) */
+    size_t body_len;
+    json_t *in;                /* the parsed body (parsed on the worker) */
     tr_writer out;             /* the answer's body, when no error */
     int failed;
     int status;                /* HTTP status of an error */
@@ -53,9 +53,9 @@ struct kin_call {
     char err_msg[1024];
     void *op_state;            /* an asynchronous operation's own state */
     void (*op_state_free)(void *state);
-    /* Set by a worker operation that answers with a stream (SubscribeToShard): runs on the
-     * loop instead of the plain answer, when there is no error; it must end with
-     * kin_release. */
+    /* Set by a worker operation that answers by other means (SubscribeToShard's stream, a
+     * put's completion): runs on the loop instead of the plain answer when there is no
+     * error, and sees the call through to kin_finish or kin_release. */
     void (*answer)(kin_call *c);
 };
 
@@ -73,9 +73,17 @@ void kin_finish(kin_call *c);
 /* Frees the call without answering (the operation answers by other means). */
 void kin_release(kin_call *c);
 
+/* Whether a string holds UTF-8 text. JSON strings always do; in a CBOR request a byte string
+ * reads as a string too and may hold anything, and stored text must stay UTF-8 or every JSON
+ * answer that carries it fails to decode in the SDKs. */
+int kin_is_text(const char *s, size_t len);
+/* Characters (code points) of UTF-8 text: AWS's lengths count characters. */
+size_t kin_utf8_chars(const char *s, size_t len);
+
 /* ---- input members; each returns 0, or -1 with the error recorded ----
  * `key` is the member as sent (StreamName), `member` as AWS names it in messages
  * (streamName). A missing optional member leaves *out untouched and returns 0. */
+/* kin_str refuses a string that is not UTF-8 text (SerializationException). */
 int kin_str(kin_call *c, const char *key, const char *member, int required, size_t min,
             size_t max, const char **out);
 int kin_int(kin_call *c, const char *key, const char *member, int required, int64_t min,

@@ -80,22 +80,6 @@ static void put_state_free(void *arg) {
     free(p);
 }
 
-/* Whether a string member holds UTF-8 text. JSON strings always do; in a CBOR request a byte
- * string reads as a string too and may hold anything. A partition key must stay UTF-8, or
- * every JSON GetRecords answer that carries it fails to decode in the SDKs. */
-static int is_text(const char *s, size_t len) {
-    json_t *t = json_stringn(s, len); /* jansson validates */
-    int ok = t != NULL;
-    json_decref(t);
-    return ok;
-}
-
-static size_t utf8_chars(const char *s, size_t len) {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xc0) != 0x80;
-    return n;
-}
-
 static put_state *put_state_new(kin_call *c, tr_data_stream *s, size_t n, int batch) {
     put_state *p = calloc(1, sizeof *p);
     if (p == NULL) return NULL;
@@ -162,9 +146,9 @@ static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, size_t 
     }
     const char *key = json_string_value(pk);
     size_t klen = key ? json_string_length(pk) : 0;
-    if (key == NULL || !is_text(key, klen))
+    if (key == NULL || !kin_is_text(key, klen))
         return kin_fail(c, 400, "SerializationException", "PartitionKey must be a text string");
-    size_t kchars = utf8_chars(key, klen); /* AWS counts characters */
+    size_t kchars = kin_utf8_chars(key, klen); /* AWS counts characters */
     if (kchars < 1 || kchars > MAX_PARTITION_KEY)
         return kin_invalid(c, key, member_name(member, sizeof member, pos, "partitionKey"),
                            kchars < 1 ? "Member must have length greater than or equal to 1"
@@ -291,7 +275,7 @@ static void put_answer(put_state *p) {
     kin_finish(c);
 }
 
-static int put_start(put_state *p);
+static int put_start(put_state *p, int hold);
 
 /* On a worker: a reshard closed the shard some records were routed to after they were
  * routed. Waits for the reshard to finish, takes the stream's new snapshot and routes those
@@ -332,7 +316,7 @@ static void reroute_done_on_loop(tr_task *t) {
     for (size_t i = 0; i < p->n; i++) n += p->todo[i];
     if (n == 0) {
         put_answer(p);
-    } else if (put_start(p) != TR_OK) {
+    } else if (put_start(p, 0) != TR_OK) {
         kin_fail(c, 500, "InternalFailure", "out of memory");
         kin_finish(c);
     }
@@ -370,8 +354,11 @@ static void on_appended(void *ctx, int status, uint64_t first_seq, int64_t arriv
     group_finished(g->p);
 }
 
-/* Groups the routed records still to append by shard and queues one append per shard. */
-static int put_start(put_state *p) {
+/* Groups the routed records still to append by shard and queues one append per shard.
+ * `hold` keeps one count of p->pending for the caller, which releases it with
+ * group_finished when it is done with the call (a worker: in the call's answer hook, on the
+ * loop, so that no completion can answer and free the call before the worker's job ends). */
+static int put_start(put_state *p, int hold) {
     free_groups(p);
     for (size_t i = 0; i < p->n; i++) {
         if (!p->todo[i] || p->status[i] != TR_OK) continue; /* done, unroutable, throttled */
@@ -398,10 +385,16 @@ static int put_start(put_state *p) {
                                  on_appended, g);
         if (rc != TR_OK) on_appended(g, rc, 0, 0);
     }
-    group_finished(p);
+    if (!hold) group_finished(p);
     return TR_OK;
 }
 
+/* The worker's job ended with the appends queued: let the completions answer. */
+static void put_release(kin_call *c) { group_finished(c->op_state); }
+
+/* Puts run on a worker (decoding and hashing records is the costly part); they answer from
+ * the storage completion, once put_release has run on the loop. On an error they return
+ * with it recorded and the plain answer goes out. */
 void kin_put_record(kin_call *c) {
     tr_data_stream *s = kin_stream(c);
     const char *seq_for_ordering = NULL;
@@ -409,28 +402,25 @@ void kin_put_record(kin_call *c) {
         kin_str(c, "SequenceNumberForOrdering", "sequenceNumberForOrdering", 0, 1, 128,
                 &seq_for_ordering) != 0) {
         tr_data_put(s);
-        kin_finish(c);
         return;
     }
     put_state *p = put_state_new(c, s, 1, 0);
     if (p == NULL) {
         if (c->op_state == NULL) tr_data_put(s);
         kin_fail(c, 500, "InternalFailure", "out of memory");
-        kin_finish(c);
         return;
     }
-    if (read_record(c, p, 0, c->in, 0) != 0 || put_start(p) != TR_OK) {
+    if (read_record(c, p, 0, c->in, 0) != 0) return;
+    if (put_start(p, 1) != TR_OK) {
         kin_fail(c, 500, "InternalFailure", "out of memory");
-        kin_finish(c);
+        return;
     }
+    c->answer = put_release;
 }
 
 void kin_put_records(kin_call *c) {
     tr_data_stream *s = kin_stream(c);
-    if (s == NULL) {
-        kin_finish(c);
-        return;
-    }
+    if (s == NULL) return;
     json_t *arr = json_object_get(c->in, "Records");
     size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
     if (arr == NULL || json_is_null(arr)) {
@@ -447,7 +437,6 @@ void kin_put_records(kin_call *c) {
     if (p == NULL) {
         if (c->op_state == NULL) tr_data_put(s);
         kin_fail(c, 500, "InternalFailure", "out of memory");
-        kin_finish(c);
         return;
     }
     size_t total = 0, limit = (size_t)s->max_record_kib * 1024;
@@ -464,14 +453,12 @@ void kin_put_records(kin_call *c) {
     if (!c->failed && total > limit)
         kin_fail(c, 400, "InvalidArgumentException", "Records size exceeds %zu MB limit",
                  limit / (1024 * 1024));
-    if (c->failed) {
-        kin_finish(c);
+    if (c->failed) return;
+    if (put_start(p, 1) != TR_OK) {
+        kin_fail(c, 500, "InternalFailure", "out of memory");
         return;
     }
-    if (put_start(p) != TR_OK) {
-        kin_fail(c, 500, "InternalFailure", "out of memory");
-        kin_finish(c);
-    }
+    c->answer = put_release;
 }
 
 /* ---- iterators ---- */

@@ -529,16 +529,6 @@ void kin_update_shard_count(kin_call *c) {
     tr_data_put(s);
 }
 
-/* Whether a string member holds UTF-8 text. JSON strings always do; in a CBOR request a byte
- * string reads as a string too and may hold anything. Stored text must stay UTF-8, or every
- * JSON answer that carries it fails to decode in the SDKs. */
-static int is_text(const char *s, size_t len) {
-    json_t *t = json_stringn(s, len); /* jansson validates */
-    int ok = t != NULL;
-    json_decref(t);
-    return ok;
-}
-
 static void set_encryption(kin_call *c, int on) {
     tr_data_stream *s = kin_stream(c);
     const char *type = NULL, *key = NULL;
@@ -549,8 +539,6 @@ static void set_encryption(kin_call *c, int on) {
     }
     if (strcmp(type, "KMS") != 0) {
         kin_invalid(c, type, "encryptionType", "Member must satisfy enum value set: [KMS, NONE]");
-    } else if (!is_text(key, strlen(key))) {
-        kin_fail(c, 400, "SerializationException", "KeyId must be a text string");
     } else {
         tr_data_err err;
         if (tr_data_set_encryption(c->k->data, s, on, key, &err) != 0)

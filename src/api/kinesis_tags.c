@@ -7,16 +7,6 @@
 #include "api/kinesis_call.h"
 #include "util/error.h"
 
-/* Whether a string member holds UTF-8 text. JSON strings always do; in a CBOR request a byte
- * string reads as a string too and may hold anything. Stored text must stay UTF-8, or every
- * JSON answer that carries it fails to decode in the SDKs. */
-static int is_text(const char *s, size_t len) {
-    json_t *t = json_stringn(s, len); /* jansson validates */
-    int ok = t != NULL;
-    json_decref(t);
-    return ok;
-}
-
 typedef struct tag_set_ctx {
     int64_t id;
     json_t *tags;
@@ -51,7 +41,7 @@ int kin_apply_tags(kin_call *c, tr_data_stream *s, json_t *tags) {
         if (klen < 1 || klen > 128)
             return kin_invalid(c, key, "tags",
                                "Member must have length less than or equal to 128");
-        if (!json_is_string(v) || !is_text(json_string_value(v), json_string_length(v)))
+        if (!json_is_string(v) || !kin_is_text(json_string_value(v), json_string_length(v)))
             return kin_fail(c, 400, "SerializationException",
                             "Tag value for key %.128s must be a text string.", key);
         size_t vchars = 0; /* AWS counts characters */
