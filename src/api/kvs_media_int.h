@@ -4,7 +4,7 @@
 
 #include "api/kvs_media.h"
 
-struct put_session;
+struct kvs_ingest;
 struct tr_feeds;
 
 struct tr_kvs_media {
@@ -12,7 +12,7 @@ struct tr_kvs_media {
     tr_media *media;
     tr_video *video;
     tr_kvs_media_config cfg;
-    struct put_session *sessions;  /* PutMedia connections, for the tick (loop only) */
+    struct kvs_ingest *sessions;   /* PutMedia connections, for the tick (loop only) */
     struct tr_feeds *feeds;        /* GetMedia and GetMediaForFragmentList answers */
 };
 
