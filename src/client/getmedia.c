@@ -4,8 +4,8 @@
  *
  * A chunk is complete
  *   - at the end of its Segment, when the Segment has a known size;
- *   - after the Tags element that closes it (CONTINUATION_TOKEN after the Cluster, or
- *     ERROR_CODE / ERROR_ID), so that a live consumer gets a fragment as soon as its last
+ *   - after the Tags element that closes it (CONTINUATION_TOKEN, or ERROR_CODE /
+ *     ERROR_ID), so that a live consumer gets a fragment as soon as its last
  *     byte arrives rather than when the next one starts;
  *   - where the next chunk's EBML header begins, or at the end of the body, for a Segment
  *     of unknown size without closing Tags.
@@ -366,15 +366,15 @@ static int process_chunk(tr_client_parser *p, const uint8_t *chunk, size_t len) 
 
 /* ---- chunk boundaries ---- */
 
-/* Whether a Tags element closes its chunk: it names an error, or (after the Cluster) the
- * continuation token. Malformed Tags do not; tr_mkv_chunk_read refuses them later. */
+/* Whether a Tags element closes its chunk: it names an error or the continuation token.
+ * Malformed Tags do not; tr_mkv_chunk_read refuses them later. */
 static int name_is(const tr_ebml_elem *e, const char *s) {
     size_t n = e->size;
     while (n > 0 && e->data[n - 1] == 0) n--;
     return n == strlen(s) && memcmp(e->data, s, n) == 0;
 }
 
-static int tags_close_chunk(const uint8_t *d, size_t n, int have_cluster) {
+static int tags_close_chunk(const uint8_t *d, size_t n) {
     const uint8_t *p = d, *end = d + n;
     tr_ebml_elem tag, st, e;
     while (tr_ebml_next(&p, end, &tag) == 1) {
@@ -386,7 +386,7 @@ static int tags_close_chunk(const uint8_t *d, size_t n, int have_cluster) {
             while (tr_ebml_next(&r, rend, &e) == 1) {
                 if (e.id != TR_MKV_ID_TAG_NAME) continue;
                 if (name_is(&e, TR_MKV_TAG_ERROR_CODE) || name_is(&e, TR_MKV_TAG_ERROR_ID) ||
-                    (have_cluster && name_is(&e, TR_MKV_TAG_CONTINUATION_TOKEN)))
+                    name_is(&e, TR_MKV_TAG_CONTINUATION_TOKEN))
                     return 1;
             }
         }
@@ -480,7 +480,7 @@ static int walk(tr_client_parser *p) {
             p->pos += hdr + (size_t)size;
             if (id == TR_MKV_ID_CLUSTER) p->have_cluster = 1;
             if (id == TR_MKV_ID_TAGS && p->seg_end == SIZE_MAX &&
-                tags_close_chunk(p->buf + at + hdr, (size_t)size, p->have_cluster) &&
+                tags_close_chunk(p->buf + at + hdr, (size_t)size) &&
                 (r = chunk_done(p, p->pos)) != 0)
                 return r;
             break;
@@ -523,8 +523,9 @@ int tr_client_parser_finish(tr_client_parser *p) {
     if (p->finished) return 0;
     p->finished = 1;
     if (p->len == 0 && p->stage == S_EBML) return 0;
-    /* A Segment of unknown size without closing Tags ends with the body. */
-    if (p->stage == S_CHILDREN && p->seg_end == SIZE_MAX && p->pos == p->len)
+    /* A Segment of unknown size without closing Tags ends with the body, when it got as far
+     * as its Cluster (else it is cut short: an error chunk would have closed). */
+    if (p->stage == S_CHILDREN && p->seg_end == SIZE_MAX && p->pos == p->len && p->have_cluster)
         return chunk_done(p, p->pos);
     return fail(p, TR_CLIENT_ETRUNCATED, "the body ended inside chunk %llu (%zu bytes of it)",
                 (unsigned long long)p->delivered, p->len);
