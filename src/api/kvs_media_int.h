@@ -2,6 +2,8 @@
 #ifndef TR_API_KVS_MEDIA_INT_H
 #define TR_API_KVS_MEDIA_INT_H
 
+#include <stdatomic.h>
+
 #include "api/kvs_media.h"
 
 struct kvs_ingest;
@@ -14,6 +16,7 @@ struct tr_kvs_media {
     tr_kvs_media_config cfg;
     struct kvs_ingest *sessions;   /* PutMedia connections, for the tick (loop only) */
     struct tr_feeds *feeds;        /* GetMedia and GetMediaForFragmentList answers */
+    atomic_int stopping;           /* the server is stopping: live GetMedia answers end */
 };
 
 /* kvs_putmedia.c */
