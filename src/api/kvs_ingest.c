@@ -124,6 +124,10 @@ static void persisted_on_loop(tr_task *t) {
         tr_frag_entry e;
         tr_media_entry(pf->seq, &pf->meta, pf->rec.data_len, &e);
         if (index != NULL) tr_frag_index_add(index, &e);
+        /* Live GetMedia readers look fragments up in the index: the store's commit woke them
+         * before this task ran, so wake them again now that the fragment is in it (else
+         * they see it only at their next wake, up to a second later). */
+        if (ps->k->cfg.commits != NULL) tr_notify_bump(ps->k->cfg.commits);
         if (ps->s->retention_hours > 0) ack_event(ps, "PERSISTED", pf->meta.timecode, number);
     } else {
         tr_error("msg=\"cannot store fragment\" stream=%s err=\"%s\"", ps->s->name,
