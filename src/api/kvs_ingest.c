@@ -170,6 +170,11 @@ static int on_fragment_start(void *ctx, uint64_t timecode, int64_t timecode_ms) 
 
 static int on_fragment(void *ctx, const tr_mkv_fragment *f) {
     kvs_ingest *ps = ctx;
+    /* A stream deleted under the session: its shard goes with the session's snapshot, so
+     * storing (and acking PERSISTED) more fragments would be a lie. */
+    tr_video_stream *cur = tr_video_get_by_id(ps->k->video, ps->s->id);
+    if (cur == NULL) return TR_KVS_STREAM_NOT_ACTIVE;
+    tr_video_put(cur);
     put_fragment *pf = calloc(1, sizeof *pf);
     if (pf == NULL) return TR_KVS_INTERNAL_ERROR;
     tr_fragment *m = &pf->meta;
