@@ -37,9 +37,10 @@ struct tr_client_parser {
     void *ctx;
     size_t max_chunk_bytes;
 
-    uint8_t *buf;         /* the current chunk from its first byte, then unwalked input */
+    uint8_t *buf;         /* input not yet delivered: buf[base..len) */
     size_t len, cap;
-    size_t pos;           /* bytes of buf walked: whole elements of the current chunk */
+    size_t base;          /* where the current chunk starts in buf */
+    size_t pos;           /* buf[base..pos) is walked: whole elements of the current chunk */
     int stage;
     size_t seg_end;       /* a Segment of known size ends here; SIZE_MAX when unknown */
     int have_cluster;
@@ -310,7 +311,8 @@ static int process_chunk(tr_client_parser *p, const uint8_t *chunk, size_t len) 
     if (rc == TAG_OOM) return fail(p, TR_CLIENT_ENOMEM, "out of memory for a chunk's tags");
     if (rc != 0 || v.len != len)
         return fail(p, TR_CLIENT_EMKV, "chunk %llu at byte %llu is malformed",
-                    (unsigned long long)p->delivered, (unsigned long long)(p->offset - p->len));
+                    (unsigned long long)p->delivered,
+                    (unsigned long long)(p->offset - p->len + (size_t)(chunk - p->buf)));
     chunk_meta m;
     if (sort_tags(p, &m) != 0) return fail(p, TR_CLIENT_ENOMEM, "out of memory for tags");
     if (m.error_code != NULL || m.error_id != NULL) return deliver_error(p, &m);
@@ -412,12 +414,10 @@ static int element_at(tr_client_parser *p, size_t pos, uint32_t *id, size_t *hdr
     return 1;
 }
 
-/* The chunk is buf[0..end): deliver it and keep what follows. */
+/* The chunk is buf[base..end): deliver it; the next one starts at end. */
 static int chunk_done(tr_client_parser *p, size_t end) {
-    int rc = process_chunk(p, p->buf, end);
-    memmove(p->buf, p->buf + end, p->len - end);
-    p->len -= end;
-    p->pos = 0;
+    int rc = process_chunk(p, p->buf + p->base, end - p->base);
+    p->base = p->pos = end;
     p->stage = S_EBML;
     p->have_cluster = 0;
     /* A parser error is already recorded; a callback's value is recorded here. */
@@ -438,7 +438,7 @@ static int walk(tr_client_parser *p) {
         }
         if (p->pos == p->len) return 0;
         if ((r = element_at(p, p->pos, &id, &hdr, &size)) <= 0) return r;
-        size_t room = p->max_chunk_bytes - p->pos;
+        size_t room = p->max_chunk_bytes - (p->pos - p->base);
         switch (p->stage) {
         case S_EBML:
             if (id != TR_EBML_ID_HEADER)
@@ -503,12 +503,24 @@ static int append(tr_client_parser *p, const uint8_t *d, size_t n) {
     return 0;
 }
 
+/* Drops the delivered chunks before base: once per slice, not once per chunk, so that many
+ * small chunks in one slice do not move the rest of it each time. */
+static void compact(tr_client_parser *p) {
+    if (p->base == 0) return;
+    memmove(p->buf, p->buf + p->base, p->len - p->base);
+    p->len -= p->base;
+    p->pos -= p->base;
+    if (p->seg_end != SIZE_MAX) p->seg_end -= p->base;
+    p->base = 0;
+}
+
 int tr_client_parser_feed(tr_client_parser *p, const void *data, size_t len) {
     if (p->rc != 0) return p->rc;
     if (p->finished) return fail(p, TR_CLIENT_EMKV, "fed after the end");
     const uint8_t *d = data;
     while (len > 0) {
         size_t n = len < FEED_SLICE_BYTES ? len : FEED_SLICE_BYTES;
+        compact(p);
         int rc = append(p, d, n);
         if (rc == 0) rc = walk(p);
         if (rc != 0) return rc;
@@ -522,11 +534,11 @@ int tr_client_parser_finish(tr_client_parser *p) {
     if (p->rc != 0) return p->rc;
     if (p->finished) return 0;
     p->finished = 1;
-    if (p->len == 0 && p->stage == S_EBML) return 0;
+    if (p->len == p->base && p->stage == S_EBML) return 0;
     /* A Segment of unknown size without closing Tags ends with the body, when it got as far
      * as its Cluster (else it is cut short: an error chunk would have closed). */
     if (p->stage == S_CHILDREN && p->seg_end == SIZE_MAX && p->pos == p->len && p->have_cluster)
         return chunk_done(p, p->pos);
     return fail(p, TR_CLIENT_ETRUNCATED, "the body ended inside chunk %llu (%zu bytes of it)",
-                (unsigned long long)p->delivered, p->len);
+                (unsigned long long)p->delivered, p->len - p->base);
 }

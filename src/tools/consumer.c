@@ -48,7 +48,6 @@ typedef struct consumer {
     uint64_t fragments, frames, errors, thumbnails, thumb_failures;
     /* the current fragment */
     uint32_t keyframes;
-    uint32_t per_track[TR_CLIENT_MAX_TRACKS];
     int thumb_done;
 } consumer;
 
@@ -195,7 +194,6 @@ static void thumbnail(consumer *c, const tr_client_fragment *f, const tr_client_
 static int on_fragment(void *ctx, const tr_client_fragment *f) {
     consumer *c = ctx;
     c->keyframes = 0;
-    memset(c->per_track, 0, sizeof c->per_track);
     c->thumb_done = 0;
     return 0;
 }
@@ -204,7 +202,6 @@ static int on_frame(void *ctx, const tr_client_fragment *f, const tr_client_fram
     consumer *c = ctx;
     c->frames++;
     c->keyframes += fr->keyframe != 0;
-    if (fr->track != NULL) c->per_track[fr->track - f->tracks]++;
     if (c->thumb_dir != NULL && !c->thumb_done && fr->keyframe && fr->track != NULL &&
         fr->track->type == TR_CLIENT_TRACK_VIDEO && codec_of(fr->track->codec_id) != AV_CODEC_ID_NONE)
         thumbnail(c, f, fr);

@@ -195,6 +195,13 @@ static int on_error(void *ctx, const tr_client_error *e) {
     return 0;
 }
 
+static int count_error(void *ctx, const tr_client_error *e) {
+    assert_int_equal(e->error_id, 5000);
+    assert_string_equal(e->error_code, "INTERNAL_ERROR");
+    ++*(size_t *)ctx;
+    return 0;
+}
+
 static const tr_client_callbacks CB = {on_fragment, on_frame, on_fragment_end, on_error};
 
 /* Feeds data in the pieces that cuts (ascending offsets) make; returns feed's first nonzero
@@ -362,6 +369,25 @@ static void other_chunk_ends(void **state) {
         assert_int_equal(run_cuts(k.data, k.len, &cut, 1, &r3, 0), 0);
         assert_string_equal(r3.log, r2.log);
     }
+
+    /* Many small chunks in one feed (over a slice of 1 MiB): each one delivered once. */
+    tr_ebml_buf many;
+    tr_ebml_buf_init(&many, 0);
+    size_t n = 0;
+    while (many.len < (3u << 20)) {
+        assert_int_equal(tr_mkv_chunk_error(&many, NULL, 0, "9", 5000, NULL), 0);
+        n++;
+    }
+    size_t errors = 0;
+    tr_client_callbacks count = {.on_error = count_error};
+    tr_client_parser *pp = tr_client_parser_new(&count, &errors, 0);
+    assert_int_equal(tr_client_parser_feed(pp, many.data, many.len), 0);
+    assert_int_equal(tr_client_parser_finish(pp), 0);
+    assert_int_equal(errors, n);
+    assert_int_equal(tr_client_parser_fragments(pp), n);
+    tr_client_parser_free(pp);
+    tr_ebml_buf_free(&many);
+
     tr_ebml_buf_free(&k);
     tr_ebml_buf_free(&h);
     tr_ebml_buf_free(&c);
