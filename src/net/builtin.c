@@ -1,5 +1,6 @@
-/* The server's own endpoints and answers: GET /health, GET /metrics, unknown routes, the
- * refusal while draining, and the per-request metrics every answer is counted in. */
+/* The server's own endpoints and answers: GET /health, GET /metrics, unknown routes, a plain
+ * GET on a websocket route, the refusal while draining, and the per-request metrics every
+ * answer is counted in. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,13 @@ static void not_found(tr_req *req, void *ctx) {
     tr_resp_error(req, 404, "NotFoundException", msg);
 }
 
+static void upgrade_required(tr_req *req, void *ctx) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "%.200s is a websocket: send Upgrade: websocket", tr_req_path(req));
+    tr_resp_header(req, "upgrade", "websocket");
+    tr_resp_error(req, 426, "UpgradeRequired", msg);
+}
+
 static void draining(tr_req *req, void *ctx) {
     tr_resp_header(req, "connection", "close");
     tr_resp_error(req, 503, "ServiceUnavailableException", "The server is shutting down");
@@ -52,6 +60,7 @@ static void draining(tr_req *req, void *ctx) {
 
 const tr_handler tr_builtin_not_found = {.on_request = not_found};
 const tr_handler tr_builtin_draining = {.on_request = draining};
+const tr_handler tr_builtin_upgrade_required = {.on_request = upgrade_required};
 static const tr_handler health_handler = {.on_request = health};
 static const tr_handler metrics_handler = {.on_request = metrics};
 

@@ -13,6 +13,7 @@
 #include "net/router.h"
 #include "net/server.h"
 #include "net/signals.h"
+#include "net/ws.h"
 
 #define TR_OP_MAX 64
 #define TR_ERRTYPE_MAX 64
@@ -120,11 +121,16 @@ int tr_req_on_body(tr_req *req, const uint8_t *data, size_t len);
 void tr_req_body_complete(tr_req *req);
 /* The connection or stream is gone: the request dies (on_close, metrics) and is unref'd. */
 void tr_req_detach(tr_req *req);
+/* Sets the route (NULL: a built-in answer), the handler and the default operation label. */
+void tr_req_set_route(tr_req *req, const tr_route *route, const tr_handler *handler);
 int64_t tr_now_ns(void);
 
 /* response.c */
 /* Writes what is due on WRITEABLE. Returns 0, or -1 to close the connection/stream. */
 int tr_resp_on_writeable(tr_req *req);
+/* Writes a queued complete answer (HTTP/1.1, small) at once, inside an lws callback: the
+ * refusal of a websocket upgrade, which lws hangs up after. Returns 0 or -1. */
+int tr_resp_write_now(tr_req *req);
 void tr_kv_free_all(tr_kv *kv);
 
 /* listener.c */
@@ -147,8 +153,21 @@ void tr_h2_submit(tr_req *req);          /* the answer is set: send HEADERS, the
 void tr_h2_resume(tr_req *req);          /* more streamed body, or its end */
 void tr_h2_unlink(tr_req *req);          /* the request dies before its stream */
 
+/* ws.c: the websocket events of the "http" protocol callback (server.c). */
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 to go on with the upgrade, -1 to hang up (after the
+ * refusal it wrote). */
+int tr_ws_on_upgrade(tr_server *srv, struct lws *wsi, const char *upgrade);
+void tr_ws_on_established(struct lws *wsi);
+int tr_ws_on_receive(struct lws *wsi, const void *in, size_t len);  /* 0, or -1 to close */
+int tr_ws_on_writeable(struct lws *wsi);                            /* 0, or -1 to close */
+void tr_ws_on_peer_close(struct lws *wsi, const uint8_t *in, size_t len);
+/* The connection is closing or freed (idempotent; a wsi without a websocket is ignored). */
+void tr_ws_on_closed(struct lws *wsi);
+
 /* builtin.c */
 extern const tr_handler tr_builtin_not_found;
+/* A plain GET on a websocket route: 426 Upgrade Required. */
+extern const tr_handler tr_builtin_upgrade_required;
 extern const tr_handler tr_builtin_draining;
 int tr_builtin_register(tr_server *s);
 /* Counts the finished request in the metrics registry and logs it at debug level. */

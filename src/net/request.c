@@ -187,16 +187,28 @@ static int expects_body(tr_req *req, int64_t clen) {
     return 0;
 }
 
+void tr_req_set_route(tr_req *req, const tr_route *route, const tr_handler *handler) {
+    req->route = route;
+    req->handler = handler;
+    req->ctx = route ? route->ctx : NULL;
+    default_operation(req);
+}
+
+/* No HTTP route: a GET on a websocket's path asks for the upgrade it lacks (426). */
+static const tr_handler *unrouted(tr_req *req) {
+    if (strcmp(req->method, "GET") == 0 && tr_router_match_ws(req->srv->router, req->path))
+        return &tr_builtin_upgrade_required;
+    return &tr_builtin_not_found;
+}
+
 int tr_req_begin(tr_req *req) {
     tr_server *srv = req->srv;
     if (srv->stopping) {
-        req->handler = &tr_builtin_draining;
+        tr_req_set_route(req, NULL, &tr_builtin_draining);
     } else {
-        req->route = tr_router_match(srv->router, req->method, req->path, req->target);
-        req->handler = req->route ? req->route->handler : &tr_builtin_not_found;
-        req->ctx = req->route ? req->route->ctx : NULL;
+        const tr_route *rt = tr_router_match(srv->router, req->method, req->path, req->target);
+        tr_req_set_route(req, rt, rt ? rt->handler : unrouted(req));
     }
-    default_operation(req);
     int64_t clen = content_length(req);
     if (clen == -2) {
         req->body_done = 1;

@@ -216,6 +216,18 @@ static int write_end(tr_req *req) {
     return lws_write(req->wsi, start, len, LWS_WRITE_HTTP_FINAL) < (int)len ? -1 : 0;
 }
 
+int tr_resp_write_now(tr_req *req) {
+    if (req->resp != RESP_QUEUED || req->streaming || req->h2s != NULL || req->wsi == NULL)
+        return -1;
+    if (write_headers(req) != 0) return -1;
+    req->resp = RESP_BODY;
+    int final = 0;
+    while (req->out_off < req->out_len)
+        if (write_piece(req, &final) != 0) return -1;
+    req->resp = RESP_DONE;
+    return 0;
+}
+
 /* The answer is written: end the transaction once the request body is also read. */
 static int complete(tr_req *req) {
     struct lws *wsi = req->wsi;

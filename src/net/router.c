@@ -34,10 +34,9 @@ static char *dup_opt(const char *s, int *failed) {
     return d;
 }
 
-int tr_router_add(tr_router *r, const char *method, const char *path, const char *target_prefix,
-                  const tr_handler *handler, void *ctx) {
-    if (path == NULL || path[0] != '/' || handler == NULL || handler->on_request == NULL)
-        return TR_EINVAL;
+static int add_route(tr_router *r, const char *method, const char *path,
+                     const char *target_prefix, const tr_handler *handler,
+                     const tr_ws_handler *ws, void *ctx) {
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
         tr_route *grown = realloc(r->routes, cap * sizeof *grown);
@@ -48,13 +47,27 @@ int tr_router_add(tr_router *r, const char *method, const char *path, const char
     int failed = 0;
     tr_route rt = {.method = dup_opt(method, &failed), .path = dup_opt(path, &failed),
                    .target_prefix = dup_opt(target_prefix, &failed), .handler = handler,
-                   .ctx = ctx};
+                   .ws = ws, .ctx = ctx};
     if (failed) {
         route_clear(&rt);
         return TR_ENOMEM;
     }
     r->routes[r->n++] = rt;
     return TR_OK;
+}
+
+int tr_router_add(tr_router *r, const char *method, const char *path, const char *target_prefix,
+                  const tr_handler *handler, void *ctx) {
+    if (path == NULL || path[0] != '/' || handler == NULL || handler->on_request == NULL)
+        return TR_EINVAL;
+    return add_route(r, method, path, target_prefix, handler, NULL, ctx);
+}
+
+int tr_router_add_ws(tr_router *r, const char *path, const tr_ws_handler *handler, void *ctx) {
+    if (path == NULL || path[0] != '/' || handler == NULL || handler->on_open == NULL ||
+        handler->on_message == NULL)
+        return TR_EINVAL;
+    return add_route(r, "GET", path, NULL, NULL, handler, ctx);
 }
 
 /* Returns a specificity score, or -1 when the route does not match. */
@@ -79,11 +92,13 @@ static int64_t route_score(const tr_route *rt, const char *method, const char *p
     return score;
 }
 
-const tr_route *tr_router_match(const tr_router *r, const char *method, const char *path,
-                                const char *target) {
+/* The best route of one kind: websocket routes (ws = 1) or HTTP ones. */
+static const tr_route *best_match(const tr_router *r, int ws, const char *method,
+                                  const char *path, const char *target) {
     const tr_route *best = NULL;
     int64_t best_score = -1;
     for (size_t i = 0; i < r->n; i++) {
+        if ((r->routes[i].ws != NULL) != ws) continue;
         int64_t s = route_score(&r->routes[i], method, path, target);
         if (s > best_score) {
             best_score = s;
@@ -91,4 +106,13 @@ const tr_route *tr_router_match(const tr_router *r, const char *method, const ch
         }
     }
     return best;
+}
+
+const tr_route *tr_router_match(const tr_router *r, const char *method, const char *path,
+                                const char *target) {
+    return best_match(r, 0, method, path, target);
+}
+
+const tr_route *tr_router_match_ws(const tr_router *r, const char *path) {
+    return best_match(r, 1, "GET", path, NULL);
 }

@@ -43,9 +43,34 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return pss->req ? tr_resp_on_writeable(pss->req) : 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-    case LWS_CALLBACK_CLOSED_HTTP:
         if (pss != NULL && pss->req != NULL) tr_req_detach(pss->req);
         return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss != NULL && pss->req != NULL) tr_req_detach(pss->req);
+        tr_ws_on_closed(wsi); /* an upgrade that failed after on_open */
+        return 0;
+    /* websockets (ws.c): a GET with Upgrade: websocket, then the ws role */
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return tr_ws_on_upgrade(lws_context_user(lws_get_context(wsi)), wsi, in);
+    case LWS_CALLBACK_ESTABLISHED:
+        tr_ws_on_established(wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return tr_ws_on_receive(wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return tr_ws_on_writeable(wsi);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        tr_ws_on_peer_close(wsi, (const uint8_t *)in, len);
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        tr_ws_on_closed(wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* Every wsi of the vhost ends here (protocols[0]), raw ones too, whose opaque user
+         * data is h2.c's: only ours may hold a websocket. */
+        if (lws_get_protocol(wsi) != NULL && lws_get_protocol(wsi)->callback == http_callback)
+            tr_ws_on_closed(wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         srv = lws_context_user(lws_get_context(wsi));
         if (srv != NULL) tr_taskq_run(srv->tasks);
