@@ -1,4 +1,4 @@
-/* Private to src/api/kvs_putmedia.c and kvs_getmedia.c. */
+/* Private to the KVS data-plane face (src/api/kvs_putmedia*.c, kvs_ingest.c, kvs_getmedia.c). */
 #ifndef TR_API_KVS_MEDIA_INT_H
 #define TR_API_KVS_MEDIA_INT_H
 
@@ -19,8 +19,9 @@ struct tr_kvs_media {
     atomic_int stopping;           /* the server is stopping: live GetMedia answers end */
 };
 
-/* kvs_putmedia.c */
+/* kvs_putmedia.c: PutMedia over HTTP, and over a websocket (kvs_putmedia_ws.c) */
 int kvs_putmedia_register(tr_kvs_media *k);
+int kvs_putmedia_ws_register(tr_kvs_media *k);
 /* kvs_getmedia.c */
 int kvs_getmedia_register(tr_kvs_media *k);
 

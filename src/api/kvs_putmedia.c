@@ -1,7 +1,8 @@
 /* PutMedia over HTTP: a producer streams one MKV segment in a chunked (HTTP/1.1) or
  * HTTP/2 request body of unbounded length, and the server streams the session's
  * newline-separated JSON acks back on the same request while the upload goes on (full
- * duplex). The session itself is api/kvs_ingest.h. */
+ * duplex). The session itself is api/kvs_ingest.h; the websocket transport of the same session
+ * is kvs_putmedia_ws.c. */
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +67,7 @@ static const tr_handler putmedia_handler = {
 int kvs_putmedia_register(tr_kvs_media *k) {
     int rc = tr_router_add(tr_server_router(k->srv), "POST", "/putMedia", NULL,
                            &putmedia_handler, k);
+    if (rc == TR_OK) rc = kvs_putmedia_ws_register(k);
     if (rc == TR_OK) rc = tr_server_on_tick(k->srv, tick, k);
     return rc;
 }
