@@ -150,10 +150,12 @@ check "fragment list exits 0" test $? = 0
 check "fragment list order" bash -c "awk '/^fragment /{print \$2}' '$WORK/list' | paste -sd, - | grep -qx '${NUMBERS[2]:-},${NUMBERS[0]:-}'"
 check "fragment list frames" grep -qx 'total fragments=2 frames=60' "$WORK/list"
 
-# Live: a consumer waiting at NOW gets the fragments of a clip pushed after it started.
+# Live: a consumer waiting after the newest fragment gets the fragments of a clip pushed
+# after it started (from the newest fragment rather than NOW, so that a slow start of the
+# consumer cannot skip any).
 make_clip "$WORK/clip2.mkv" ball
-"$CONSUMER" --endpoint "$URL" --stream cam --start NOW --count-frames --max-fragments 3 \
-    --idle-timeout 20000 >"$WORK/live" 2>"$WORK/live.err" &
+"$CONSUMER" --endpoint "$URL" --stream cam --start "FRAGMENT_NUMBER:${NUMBERS[2]:-0}" \
+    --count-frames --max-fragments 3 --idle-timeout 20000 >"$WORK/live" 2>"$WORK/live.err" &
 LIVE_PID=$!
 sleep 0.5
 put_media cam "$WORK/clip2.mkv" >"$WORK/acks2"
