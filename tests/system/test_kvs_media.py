@@ -321,6 +321,16 @@ def parse_chunk(b, p):
                               if not (n or "").startswith("AWS_")]}, q
 
 
+def header_tracks(b):
+    """How many TrackEntry elements the Tracks of a header (EBML header + Segment...) has."""
+    _, _, de = element(b, 0)
+    _, sds, _ = element(b, de)
+    for i, _, cs, ce in children(b, sds, len(b)):
+        if i == ID_TRACKS:
+            return sum(1 for t, _, _, _ in children(b, cs, ce) if t == 0xAE)
+    return 0
+
+
 def split_chunks(b):
     out, p = [], 0
     while p < len(b):
@@ -1494,6 +1504,10 @@ def t_concurrency():
         if speed is None:
             a_seq = [(ci, tc + 100000) for ci, tc in a_seq]
             b_seq = [(ci, tc + 100000) for ci, tc in b_seq]
+        live = None
+        if speed is None:
+            _, live = get_media("conc", {"StartSelectorType": "NOW"}, 12, timeout=30,
+                                read_timeout=20)
         ts = [threading.Thread(target=run, args=("a", a_seq, speed, 11)),
               threading.Thread(target=run, args=("b", b_seq, speed, 12))]
         for t in ts:
@@ -1512,9 +1526,12 @@ def t_concurrency():
             check(f"two producers {label}: their fragments interleave", switches >= 4,
                   "".join(owners))
         chunks = read_all_fragments("conc", na + nb)
-        check_chunks(f"two producers {label}: read back", chunks,
-                     numbered(results["a"][1], na) + numbered(results["b"][1], nb),
-                     by_number(frags))
+        both = numbered(results["a"][1], na) + numbered(results["b"][1], nb)
+        check_chunks(f"two producers {label}: read back", chunks, both, by_number(frags))
+        if live is not None:
+            check_chunks(f"two producers {label}: a live reader sees every fragment once, "
+                         "in number order", live.wait(),
+                         sorted(both, key=lambda e: int(e["number"])), by_number(frags))
 
     # A producer drops the connection inside a fragment, reconnects and re-sends from an
     # earlier keyframe: the overlap is accepted as new fragments.
@@ -1559,6 +1576,99 @@ def t_idle_long():
               [a["FragmentTimecode"] for a in put.events("PERSISTED")] == [1000, 2000, 3000] and
               put.ended, f"PERSISTED {put.persisted()}, ended {put.ended}", bug)
     put.close()
+
+
+def t_metadata():
+    """Producer metadata: Tags before a cluster go with it (AWS_* names dropped), and the
+    END_OF_FRAGMENT tag acks a fragment before the next cluster starts. Sessions with other
+    tracks on the same stream: each chunk carries its own session's header."""
+    create("meta")
+    hdr = crafted_header()
+    put = PutMedia(name="meta")
+    tags1 = [("camera", "front door"), ("event", "motion")]
+    eof = crafted_tags([("AWS_KINESISVIDEO_END_OF_FRAGMENT", "")])
+    blocks = gop()
+    put.send(hdr + crafted_tags(tags1 + [("AWS_KINESISVIDEO_FRAGMENT_NUMBER", "forged")]) +
+             crafted_cluster(1000, blocks, known=False) + eof)
+    got = put.wait(lambda p: len(p.persisted()) == 1, 5)
+    check("END_OF_FRAGMENT: RECEIVED and PERSISTED before the next cluster", got,
+          repr(put.events()))
+    put.send(crafted_tags([("n", str(i)) for i in range(10)]) +
+             crafted_cluster(2000, blocks, known=False) + eof)
+    put.send(crafted_cluster(3000, blocks, known=False))
+    put.finish()
+    put.wait_end(10)
+    numbers = check_acks("metadata session", put, [1000, 2000, 3000])
+    _, m = fragment_list("meta", numbers)
+    frames = lambda tc: [(t, tc + r, k, d) for t, r, k, d in blocks]  # noqa: E731
+    expect = [{"tc": 1000, "frames": frames(1000), "tags_before": tags1},
+              {"tc": 2000, "frames": frames(2000),
+               "tags_before": [("n", str(i)) for i in range(10)]},
+              {"tc": 3000, "frames": frames(3000), "tags_before": []}]
+    frags = by_number(list_all("meta"))
+    check_chunks("metadata: producer Tags in the chunk after the cluster, AWS_* dropped",
+                 m.chunks, numbered(expect, numbers), frags)
+
+    # Three sessions with different tracks on one stream, read in one GetMedia.
+    create("mix")
+    v, av = CLIPS["v"], CLIPS["av"]
+    want = []
+    for clip, base in ((v, 0), (av, 10000), (v, 20000)):
+        parts, ex = clip.session([(0, base), (1, base + 1000)])
+        put = put_session("mix", parts)
+        want += numbered(ex, check_acks(f"mixed tracks: session at {base}", put,
+                                        [base, base + 1000]))
+    _, m = get_media("mix", {"StartSelectorType": "EARLIEST"}, 6)
+    chunks = m.wait()
+    check_chunks("mixed tracks: one GetMedia across sessions", chunks, want,
+                 by_number(list_all("mix")))
+    ntracks = [header_tracks(c["header"]) for c in chunks]
+    eq("mixed tracks: each chunk's header has its session's tracks", ntracks, [1, 1, 2, 2, 1, 1])
+
+
+def t_odd_uploads():
+    """A body in 16-byte pieces; PutMedia's header errors."""
+    clip = CLIPS["v"]
+    create("odd")
+    parts, expect = clip.session([(0, 1000), (1, 2000)])
+    put = PutMedia(name="odd")
+    push(put, parts, piece=16, seed=4)
+    put.finish()
+    put.wait_end(30)
+    numbers = check_acks("a body in pieces of 1..16 bytes", put, [1000, 2000])
+    _, m = fragment_list("odd", numbers)
+    check_chunks("pieces of 1..16 bytes: read back", m.chunks, numbered(expect, numbers),
+                 by_number(list_all("odd")))
+    arn = KVS.describe_stream(StreamName="odd")["StreamInfo"]["StreamARN"]
+    for label, kw, status, etype in (
+            ("both name and ARN", {"name": "odd", "arn": arn}, 400, "InvalidArgumentException"),
+            ("neither name nor ARN", {}, 400, "InvalidArgumentException"),
+            ("a stale ARN", {"arn": arn[:-3] + "000"}, 404, "ResourceNotFoundException"),
+            ("a bad start timestamp", {"name": "odd", "start": "yesterday"}, 400,
+             "InvalidArgumentException")):
+        put = PutMedia(**kw)
+        put.finish()
+        put.wait_end(10)
+        check(f"PutMedia with {label}: {status} {etype}", put.status == status and
+              put.headers.get("x-amzn-errortype", "").startswith(etype),
+              f"{put.status} {put.headers.get('x-amzn-errortype')} {put.body!r}"[:300])
+        put.close()
+    for label, body in (
+            ("MaxResults 0", {"StreamName": "odd", "MaxResults": 0}),
+            ("MaxResults 1001", {"StreamName": "odd", "MaxResults": 1001}),
+            ("a bad NextToken", {"StreamName": "odd", "NextToken": "bm9wZQ=="}),
+            ("a range without its end", {"StreamName": "odd", "FragmentSelector": {
+                "FragmentSelectorType": "SERVER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": 1}}})):
+        status, out = raw("/listFragments", body)
+        check(f"ListFragments with {label}: 400", status == 400, f"{status} {out}"[:300])
+    for label, sel in (("a malformed AfterFragmentNumber",
+                        {"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": "12"}),
+                       ("no AfterFragmentNumber", {"StartSelectorType": "FRAGMENT_NUMBER"}),
+                       ("no StartTimestamp", {"StartSelectorType": "SERVER_TIMESTAMP"}),
+                       ("an unknown type", {"StartSelectorType": "LATEST"})):
+        status, out = raw("/getMedia", {"StreamName": "odd", "StartSelector": sel})
+        check(f"GetMedia with {label}: 400", status == 400, f"{status} {out}"[:300])
 
 
 def t_curl_http1():
@@ -1764,7 +1874,7 @@ def t_shutdown():
 
 
 SECTIONS = [t_realtime, t_flat_relative, t_list_fragments, t_get_media, t_audio_video, t_http2,
-            t_http2_flat, t_curl_http1, t_idle_long, t_errors, t_big_fragment, t_not_active,
+            t_http2_flat, t_curl_http1, t_metadata, t_odd_uploads, t_idle_long, t_errors, t_big_fragment, t_not_active,
             t_concurrency, t_crash, t_readers, t_hangups, t_shutdown]
 
 
