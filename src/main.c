@@ -171,66 +171,112 @@ static int data_catalog_lock(void *data, int (*fn)(tr_catalog *c, void *arg), vo
     return tr_data_with_catalog(data, fn, arg);
 }
 
+/* Everything `serve` opens, in the order it opens them; closed in reverse. */
+typedef struct app {
+    const tr_config *cfg;
+    tr_catalog *catalog;
+    tr_notify *commits;     /* bumped by the store on every commit: wakes tailing readers */
+    tr_store *store;
+    tr_data *data;
+    tr_video *video;
+    tr_media *media;
+    tr_server *srv;
+    tr_kinesis *kinesis;
+    tr_kvs_control *kvs;
+    tr_kvs_media *kvs_media;
+} app;
+
+/* The catalog and the store. Prints why on failure. */
+static int open_storage(app *a) {
+    char err[1200], path[TR_CONFIG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%.*s/catalog.db", TR_CONFIG_PATH_MAX, a->cfg->data_dir);
+    if ((a->catalog = tr_catalog_open(path, err, sizeof err)) == NULL) {
+        fprintf(stderr, "tributary: cannot open catalog %s: %s\n", path, err);
+        return -1;
+    }
+    tr_store_config scfg;
+    tr_config_fill_store(a->cfg, &scfg);
+    a->commits = tr_notify_new();
+    int rc = a->commits != NULL ? tr_store_open(&scfg, &a->store) : TR_ENOMEM;
+    if (rc != TR_OK) {
+        fprintf(stderr, "tributary: cannot open store in %s: %s\n", a->cfg->data_dir,
+                tr_strerror(rc));
+        return -1;
+    }
+    tr_store_set_commit_hook(a->store, on_commit, a->commits);
+    return 0;
+}
+
+/* The services on the core: data streams, video streams and their media. */
+static int open_services(app *a) {
+    const tr_config *cfg = a->cfg;
+    uint8_t secret[TR_SECRET_BYTES];
+    if (load_secret(cfg->data_dir, secret) != 0) return -1;
+    tr_data_config dcfg = {.transition_ms = cfg->stream_transition_ms,
+                           .iterator_ttl_ms = cfg->iterator_ttl_ms};
+    int rc = tr_data_open(a->catalog, a->store, &dcfg, &a->data);
+    if (rc != TR_OK) {
+        fprintf(stderr, "tributary: cannot load data streams: %s\n", tr_strerror(rc));
+        return -1;
+    }
+    tr_data_set_secret(a->data, secret);
+    tr_video_config vcfg = {.transition_ms = cfg->stream_transition_ms,
+                            .with_catalog = data_catalog_lock, .with_catalog_ctx = a->data};
+    if ((rc = tr_video_open(a->catalog, a->store, &vcfg, &a->video)) == TR_OK)
+        rc = tr_media_open(a->video, &a->media);
+    if (rc != TR_OK) {
+        fprintf(stderr, "tributary: cannot load video streams: %s\n", tr_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The server and the API faces on its routes. */
+static int open_faces(app *a) {
+    const tr_config *cfg = a->cfg;
+    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = a->commits};
+    char data_endpoint[TR_CONFIG_PATH_MAX + 16];
+    tr_config_base_url(cfg, data_endpoint, sizeof data_endpoint);
+    tr_kvs_control_config kvcfg = {.data_endpoint = data_endpoint};
+    tr_kvs_media_config kmcfg = {.commits = a->commits};
+    int rc = tr_server_new(cfg, a->store, &a->srv);
+    if (rc == TR_OK) rc = tr_kinesis_new(a->srv, a->data, &kcfg, &a->kinesis);
+    if (rc == TR_OK) rc = tr_kvs_control_new(a->srv, a->video, &kvcfg, &a->kvs);
+    if (rc == TR_OK) rc = tr_kvs_media_new(a->srv, a->media, &kmcfg, &a->kvs_media);
+    if (rc != TR_OK) {
+        fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void close_all(app *a) {
+    /* The faces' feeds stop while the loop's task queue still exists; then the server, so
+     * nothing appends while the store flushes and syncs. */
+    tr_kinesis_stop(a->kinesis);
+    tr_kvs_media_stop(a->kvs_media);
+    tr_server_free(a->srv);
+    tr_kinesis_free(a->kinesis);
+    tr_kvs_control_free(a->kvs);
+    tr_kvs_media_free(a->kvs_media);
+    tr_media_close(a->media);
+    tr_video_close(a->video);
+    tr_data_close(a->data);
+    tr_store_close(a->store);
+    tr_notify_free(a->commits);
+    tr_catalog_close(a->catalog);
+}
+
 /* Opens what the server serves, runs it, and closes everything in reverse order. */
 static int serve(const tr_config *cfg) {
     tr_log_set_level(cfg->log_level);
     if (ensure_dir(cfg->data_dir) != 0) return 1;
-
-    char err[1200], path[TR_CONFIG_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/catalog.db", cfg->data_dir);
-    tr_catalog *catalog = tr_catalog_open(path, err, sizeof err);
-    if (catalog == NULL) {
-        fprintf(stderr, "tributary: cannot open catalog %s: %s\n", path, err);
-        return 1;
-    }
-    tr_store_config scfg;
-    tr_config_fill_store(cfg, &scfg);
-    tr_store *store = NULL;
-    tr_notify *commits = tr_notify_new();
-    int rc = commits != NULL ? tr_store_open(&scfg, &store) : TR_ENOMEM;
-    if (rc != TR_OK) {
-        fprintf(stderr, "tributary: cannot open store in %s: %s\n", cfg->data_dir,
-                tr_strerror(rc));
-        tr_catalog_close(catalog);
-        tr_notify_free(commits);
-        return 1;
-    }
-    tr_store_set_commit_hook(store, on_commit, commits);
-    uint8_t secret[TR_SECRET_BYTES];
-    tr_data_config dcfg = {.transition_ms = cfg->stream_transition_ms,
-                           .iterator_ttl_ms = cfg->iterator_ttl_ms};
-    tr_data *data = NULL;
-    if (load_secret(cfg->data_dir, secret) != 0) {
-        rc = TR_EIO;
-    } else if ((rc = tr_data_open(catalog, store, &dcfg, &data)) != TR_OK) {
-        fprintf(stderr, "tributary: cannot load data streams: %s\n", tr_strerror(rc));
-    } else {
-        tr_data_set_secret(data, secret);
-    }
-    tr_video *video = NULL;
-    tr_video_config vcfg = {.transition_ms = cfg->stream_transition_ms,
-                            .with_catalog = data_catalog_lock, .with_catalog_ctx = data};
-    if (rc == TR_OK && (rc = tr_video_open(catalog, store, &vcfg, &video)) != TR_OK)
-        fprintf(stderr, "tributary: cannot load video streams: %s\n", tr_strerror(rc));
-    tr_media *media = NULL;
-    if (rc == TR_OK) rc = tr_media_open(video, &media);
-    tr_server *srv = NULL;
-    tr_kinesis *kinesis = NULL;
-    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = commits};
-    if (rc == TR_OK) rc = tr_server_new(cfg, store, &srv);
-    if (rc == TR_OK) rc = tr_kinesis_new(srv, data, &kcfg, &kinesis);
-    char data_endpoint[TR_CONFIG_PATH_MAX + 16];
-    tr_config_base_url(cfg, data_endpoint, sizeof data_endpoint);
-    tr_kvs_control *kvs = NULL;
-    tr_kvs_control_config kvcfg = {.data_endpoint = data_endpoint};
-    if (rc == TR_OK) rc = tr_kvs_control_new(srv, video, &kvcfg, &kvs);
-    tr_kvs_media *kvs_media = NULL;
-    tr_kvs_media_config kmcfg = {.commits = commits};
-    if (rc == TR_OK) rc = tr_kvs_media_new(srv, media, &kmcfg, &kvs_media);
+    app a = {.cfg = cfg};
     int status = 1;
-    if (rc != TR_OK) {
-        fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
-    } else if (tr_server_listen(srv, err, sizeof err) != 0) {
+    char err[1200];
+    if (open_storage(&a) != 0 || open_services(&a) != 0 || open_faces(&a) != 0) {
+        /* said why */
+    } else if (tr_server_listen(a.srv, err, sizeof err) != 0) {
         fprintf(stderr, "tributary: %s\n", err);
     } else {
         tr_info("msg=\"tributary listening\" version=%s listen=%s:%d tls=%s data_dir=\"%s\" "
@@ -238,21 +284,9 @@ static int serve(const tr_config *cfg) {
                 TR_VERSION, cfg->listen_host, cfg->listen_port, cfg->tls_cert[0] ? "on" : "off",
                 cfg->data_dir, tr_config_fsync_name(cfg->fsync),
                 (long long)cfg->fsync_interval_ms, cfg->storage_threads, cfg->worker_threads);
-        status = tr_server_run(srv) == 0 ? 0 : 1;
+        status = tr_server_run(a.srv) == 0 ? 0 : 1;
     }
-    /* The server goes first so nothing appends while the store flushes and syncs. */
-    tr_kinesis_stop(kinesis);
-    tr_kvs_media_stop(kvs_media);
-    tr_server_free(srv);
-    tr_kinesis_free(kinesis);
-    tr_kvs_control_free(kvs);
-    tr_kvs_media_free(kvs_media);
-    tr_media_close(media);
-    tr_video_close(video);
-    tr_data_close(data);
-    tr_store_close(store);
-    tr_notify_free(commits);
-    tr_catalog_close(catalog);
+    close_all(&a);
     if (status == 0) tr_info("msg=\"stopped cleanly\"");
     return status;
 }
