@@ -18,8 +18,9 @@ and a client close frame mid-fragment (no partial fragment stored, the complete 
 client close frame after the last cluster (stored); ping/pong and IDLE acks; concurrent
 producers; wss:// on a TLS listener; a stop (SIGTERM) with a session open: close 1000 and
 exit 0. When Debian's chromium is installed, a page in headless Chromium does the browser's
-part: fetch the clip, send it over a WebSocket with query parameters, read the acks, and see a
-refused upgrade as a failed connection. The server's log must hold no sanitizer report and no
+part: fetch the clip, send it over a WebSocket with query parameters, read the acks, see a
+refused upgrade as a failed connection, and stream a canvas live through MediaRecorder (H.264
+in Matroska). The server's log must hold no sanitizer report and no
 error line.
 """
 import http.client
@@ -738,9 +739,45 @@ def t_tls():
 
 PAGE = """<!doctype html>
 <meta charset="utf-8"><title>PutMedia over a websocket</title>
+<canvas id="c" width="320" height="240"></canvas>
 <script>
+// A live producer: a canvas animation recorded by MediaRecorder as H.264 in Matroska, each
+// 200 ms chunk sent as it comes, for 3 s.
+async function live() {
+  const type = "video/x-matroska;codecs=avc1";
+  if (!MediaRecorder.isTypeSupported(type)) return {skipped: type};
+  const out = {acks: [], close: null};
+  const c = document.getElementById("c"), g = c.getContext("2d");
+  let f = 0;
+  const timer = setInterval(() => {
+    g.fillStyle = `hsl(${f++ * 7 % 360},80%,50%)`;
+    g.fillRect(0, 0, 320, 240);
+  }, 33);
+  const ws = new WebSocket(LIVE_URL);
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = e => out.acks.push(JSON.parse(e.data));
+  const closed = new Promise(res => { ws.onclose = e => res(e.code); });
+  await new Promise(res => { ws.onopen = res; });
+  const rec = new MediaRecorder(c.captureStream(30),
+                                {mimeType: type, videoKeyFrameIntervalDuration: 1000});
+  let chain = Promise.resolve();   // send in order, as each chunk's bytes are ready
+  rec.ondataavailable = e => {
+    if (e.data.size) chain = chain.then(() => e.data.arrayBuffer()).then(b => ws.send(b));
+  };
+  const stopped = new Promise(res => { rec.onstop = res; });
+  rec.start(200);
+  await new Promise(res => setTimeout(res, 3000));
+  rec.stop();
+  await stopped;
+  await chain;
+  clearInterval(timer);
+  ws.send(new ArrayBuffer(0));
+  out.close = await closed;
+  return out;
+}
+
 (async () => {
-  const out = {acks: [], close: null, refused: null, error: null};
+  const out = {acks: [], close: null, refused: null, live: null, error: null};
   try {
     const clip = await (await fetch("/clip.mkv")).arrayBuffer();
     const ws = new WebSocket(WS_URL);
@@ -759,6 +796,7 @@ PAGE = """<!doctype html>
       bad.onopen = () => res("opened");
       bad.onclose = e => res(e.code);
     });
+    out.live = await live();
   } catch (e) { out.error = String(e); }
   await fetch("/result", {method: "POST", body: JSON.stringify(out)});
 })();
@@ -776,6 +814,8 @@ def t_browser():
         ws_url(StreamName="ws-browser", FragmentTimecodeType="RELATIVE",
                ProducerStartTimestamp=f"{START_S:.3f}")))
     page = page.replace("BAD_URL", json.dumps(ws_url(StreamName="no-such-stream")))
+    create("ws-browser-live")
+    page = page.replace("LIVE_URL", json.dumps(ws_url(StreamName="ws-browser-live")))
     result = {}
     done = threading.Event()
 
@@ -830,6 +870,20 @@ def t_browser():
                                                  fragments("ws-browser")],
            [a["FragmentNumber"] for a in pers])
         eq("browser: a refused upgrade is a failed connection (1006)", out["refused"], 1006)
+        live = out.get("live") or {}
+        if "skipped" in live:
+            print(f"# browser: live MediaRecorder skipped ({live['skipped']} unsupported)")
+            return
+        acks = live.get("acks", [])
+        pers = [a for a in acks if a.get("EventType") == "PERSISTED"]
+        check("browser live: MediaRecorder's Matroska, fragments PERSISTED", len(pers) >= 2,
+              f"{acks}"[:600])
+        check("browser live: no ERROR", not [a for a in acks if a.get("EventType") == "ERROR"],
+              f"{acks}"[:600])
+        eq("browser live: closed with 1000", live.get("close"), 1000)
+        eq("browser live: ListFragments shows them",
+           [f["FragmentNumber"] for f in fragments("ws-browser-live")],
+           [a["FragmentNumber"] for a in pers])
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
