@@ -35,6 +35,7 @@ struct tr_feeds {
     pthread_mutex_t mu;
     feed *incoming;            /* started on the loop, not yet taken by the thread */
     int stop;
+    atomic_int draining;       /* the server drains for a stop: live feeds end */
 };
 
 typedef struct feed_write {
@@ -102,6 +103,11 @@ static void post_message(feed *fd, uint8_t *bytes, size_t len, int end) {
 /* Serves one feed. Returns 1 when it is done (drop it); sets *busy when more is ready. */
 static int serve(feed *fd, int64_t now, int *busy) {
     if (atomic_load(&fd->closed) || fd->ended) return 1;
+    if (fd->ops->live && atomic_load(&fd->owner->draining)) {
+        fd->ended = 1;
+        post_message(fd, NULL, 0, 1);
+        return 1;
+    }
     if (atomic_load(&fd->in_flight) >= TR_FEED_MAX_IN_FLIGHT || atomic_load(&fd->congested))
         return 0;
     uint8_t *msg = NULL;
@@ -150,6 +156,13 @@ static void *feed_main(void *arg) {
     return NULL;
 }
 
+/* On the loop, once a second: tells the thread when the server starts to drain. */
+static void drain_check(void *ctx, int64_t now_ms) {
+    tr_feeds *f = ctx;
+    (void)now_ms;
+    if (tr_server_stopping(f->srv) && !atomic_exchange(&f->draining, 1)) tr_notify_bump(f->wake);
+}
+
 int tr_feeds_new(tr_server *srv, tr_notify *wake, tr_feeds **out) {
     tr_feeds *f = calloc(1, sizeof *f);
     if (f == NULL) return TR_ENOMEM;
@@ -163,7 +176,8 @@ int tr_feeds_new(tr_server *srv, tr_notify *wake, tr_feeds **out) {
         }
     }
     pthread_mutex_init(&f->mu, NULL);
-    if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
+    if (tr_server_on_tick(srv, drain_check, f) != TR_OK ||
+        pthread_create(&f->thread, NULL, feed_main, f) != 0) {
         tr_feeds_free(f);
         return TR_EIO;
     }

@@ -34,11 +34,16 @@ typedef struct tr_feed_ops {
     tr_feed_step (*next)(void *state, int64_t now_ms, uint8_t **msg, size_t *len, int *end);
     /* On the loop, when the feed is gone (the request closed or the feed ended). */
     void (*free_state)(void *state);
+    /* A live feed never ends by itself (GetMedia, SubscribeToShard): it ends when the server
+     * starts to drain for a stop, so that it does not hold the drain. A finite feed
+     * (GetMediaForFragmentList) runs to its end. */
+    int live;
 } tr_feed_ops;
 
 typedef struct tr_feeds tr_feeds;
 
-/* wake may be NULL (then the feeds wake only on their own events and every second). */
+/* wake may be NULL (then the feeds wake only on their own events and every second).
+ * Registers a server tick (the drain check): call before tr_server_run. */
 int tr_feeds_new(tr_server *srv, tr_notify *wake, tr_feeds **out);
 /* Ends every feed and joins the thread: after tr_server_run, before tr_server_free. */
 void tr_feeds_stop(tr_feeds *f);

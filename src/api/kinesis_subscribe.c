@@ -133,7 +133,7 @@ static void sub_free(void *state) {
     free(sub);
 }
 
-static const tr_feed_ops sub_ops = {.next = sub_next, .free_state = sub_free};
+static const tr_feed_ops sub_ops = {.next = sub_next, .free_state = sub_free, .live = 1};
 
 /* On the loop, once the worker has validated the call: start the event stream. */
 static void start_on_loop(kin_call *c) {
@@ -156,7 +156,8 @@ static void start_on_loop(kin_call *c) {
         return;
     }
     free(msg);
-    tr_feed_start(c->k->feeds, c->req, &sub_ops, sub);
+    if (tr_feed_start(c->k->feeds, c->req, &sub_ops, sub) != 0)
+        tr_resp_end(c->req); /* the server is stopping (the feed freed sub) */
     kin_release(c);
 }
 

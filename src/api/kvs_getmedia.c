@@ -2,7 +2,6 @@
  * chunks from a start selector) and GetMediaForFragmentList (the chunks of listed
  * fragments). The chunks are built by wire/mkv_chunk.h from the stored fragment records; the
  * feeds run on the feed thread (api/feed.h), never on the loop. */
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +126,6 @@ out:
 /* ---- the media feed: GetMedia and GetMediaForFragmentList ---- */
 
 typedef struct media_feed {
-    tr_kvs_media *k;
     tr_video *video;
     tr_media *media;
     tr_video_stream *s;       /* referenced */
@@ -183,9 +181,8 @@ static int chunk_of(media_feed *m, uint64_t seq, int64_t now, uint8_t **msg, siz
 
 static tr_feed_step live_next(void *state, int64_t now, uint8_t **msg, size_t *len, int *end) {
     media_feed *m = state;
-    tr_video_stream *cur = atomic_load(&m->k->stopping) ? NULL
-                                                          : tr_video_get_by_id(m->video, m->s->id);
-    if (cur == NULL) { /* the stream was deleted, or the server is stopping: a clean end */
+    tr_video_stream *cur = tr_video_get_by_id(m->video, m->s->id);
+    if (cur == NULL) { /* the stream was deleted: a clean end */
         *end = 1;
         return TR_FEED_WAIT;
     }
@@ -213,7 +210,7 @@ static tr_feed_step list_next(void *state, int64_t now, uint8_t **msg, size_t *l
     return rc < 0 ? TR_FEED_WAIT : TR_FEED_MORE;
 }
 
-static const tr_feed_ops live_ops = {.next = live_next, .free_state = media_feed_free};
+static const tr_feed_ops live_ops = {.next = live_next, .free_state = media_feed_free, .live = 1};
 static const tr_feed_ops list_ops = {.next = list_next, .free_state = media_feed_free};
 
 /* On the loop: the call was valid; stream the chunks. */
@@ -236,7 +233,6 @@ static media_feed *feed_new(kvs_call *c, tr_video_stream *s) {
         kvs_fail(c, "InternalFailure", "out of memory");
         return NULL;
     }
-    m->k = face(c);
     m->video = c->video;
     m->media = face(c)->media;
     m->s = s;
@@ -373,21 +369,10 @@ static void on_drain(tr_req *req, void *ctx) { tr_feed_on_drain(req); }
 static const tr_handler media_handler = {
     .on_request = on_request, .on_close = on_close, .on_drain = on_drain};
 
-/* Live GetMedia answers never end by themselves: once the server is stopping they end (at
- * the feed thread's next wake), so that they do not hold the drain until
- * shutdown_timeout_ms. GetMediaForFragmentList answers are finite and run to their end. */
-static void tick(void *ctx, int64_t now) {
-    tr_kvs_media *k = ctx;
-    (void)now;
-    if (tr_server_stopping(k->srv) && !atomic_exchange(&k->stopping, 1) && k->cfg.commits != NULL)
-        tr_notify_bump(k->cfg.commits);
-}
-
 int kvs_getmedia_register(tr_kvs_media *k) {
     int rc = tr_feeds_new(k->srv, k->cfg.commits, &k->feeds);
     for (size_t i = 0; rc == TR_OK && i < sizeof media_ops / sizeof media_ops[0]; i++)
         rc = tr_router_add(tr_server_router(k->srv), "POST", media_ops[i].path, NULL,
                            &media_handler, k);
-    if (rc == TR_OK) rc = tr_server_on_tick(k->srv, tick, k);
     return rc;
 }

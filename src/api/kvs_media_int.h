@@ -2,7 +2,6 @@
 #ifndef TR_API_KVS_MEDIA_INT_H
 #define TR_API_KVS_MEDIA_INT_H
 
-#include <stdatomic.h>
 
 #include "api/kvs_media.h"
 
@@ -16,7 +15,6 @@ struct tr_kvs_media {
     tr_kvs_media_config cfg;
     struct kvs_ingest *sessions;   /* PutMedia connections, for the tick (loop only) */
     struct tr_feeds *feeds;        /* GetMedia and GetMediaForFragmentList answers */
-    atomic_int stopping;           /* the server is stopping: live GetMedia answers end */
 };
 
 /* kvs_putmedia.c: PutMedia over HTTP, and over a websocket (kvs_putmedia_ws.c) */
