@@ -37,6 +37,7 @@ struct tr_ws {
     void *ctx, *user;
     int refs;
     int opening;                 /* inside on_open: headers and the request are usable */
+    int opened;                  /* on_open ran: on_close is due */
     int established;             /* the 101 is out: frames may be written */
     int closing;                 /* tr_ws_close was called */
     int peer_closed;             /* the peer's close frame came */
@@ -68,7 +69,7 @@ static void ws_end(tr_ws *ws) {
     if (ws_of(ws->wsi) == ws) lws_set_opaque_user_data(ws->wsi, NULL);
     ws->wsi = NULL;
     queue_free(ws);
-    if (ws->handler->on_close != NULL) ws->handler->on_close(ws, ws->ctx);
+    if (ws->opened && ws->handler->on_close != NULL) ws->handler->on_close(ws, ws->ctx);
     tr_req_detach(ws->req);
     tr_ws_unref(ws);
 }
@@ -170,7 +171,7 @@ static int open_ws(tr_server *srv, struct lws *wsi, tr_req *req, const tr_route 
     int rc = 0;
     tr_ws_ref(ws);
     if (req->resp == RESP_NONE) {
-        ws->opening = 1;
+        ws->opening = ws->opened = 1;
         rc = ws->handler->on_open(ws, ws->ctx);
         ws->opening = 0;
     }
