@@ -10,18 +10,18 @@ frames, one message of the whole clip, and one byte at a time for the header; th
 messages (BUFFERING, RECEIVED and PERSISTED per fragment, in order, FragmentTimecode as sent,
 increasing FragmentNumbers that ListFragments shows, RELATIVE producer timestamps), arriving
 while the upload goes on; the empty binary message that ends the body and the server's close
-(1000) after the last PERSISTED; StreamARN, ABSOLUTE, and the x-amzn-* headers instead of
-query parameters; garbage -> ERROR 4006 then close; text messages -> close 1003; refusals at
-upgrade time (unknown stream 404 ResourceNotFoundException, bad parameters 400, unknown path
-404, a subprotocol 400) and a plain GET on /putMedia (426); an abrupt disconnect mid-fragment
-and a client close frame mid-fragment (no partial fragment stored, the complete ones are), a
-client close frame after the last cluster (stored); ping/pong and IDLE acks; concurrent
-producers; wss:// on a TLS listener; a stop (SIGTERM) with a session open: close 1000 and
-exit 0. When Debian's chromium is installed, a page in headless Chromium does the browser's
-part: fetch the clip, send it over a WebSocket with query parameters, read the acks, see a
-refused upgrade as a failed connection, and stream a canvas live through MediaRecorder (H.264
-in Matroska). The server's log must hold no sanitizer report and no
-error line.
+(1000) after the last PERSISTED; StreamARN, ABSOLUTE, and the x-amzn-* headers instead of query
+parameters; garbage -> ERROR 4006 then close; text messages -> close 1003; refusals at upgrade
+time (unknown stream 404 ResourceNotFoundException, bad parameters 400, unknown path 404, a
+subprotocol 400) and a plain GET on /putMedia (426); an abrupt disconnect mid-fragment and a
+client close frame mid-fragment (no partial fragment stored, the complete ones are), a client
+close frame after the last cluster (stored); ping/pong and IDLE acks; concurrent producers; an
+upload past 100 MiB (about 600 one-second fragments); wss:// on a TLS listener; a stop
+(SIGTERM) with a session open: close 1000 and exit 0. When Debian's chromium is installed, a
+page in headless Chromium does the browser's part: fetch the clip, send it over a WebSocket
+with query parameters, read the acks, see a refused upgrade as a failed connection, and stream
+a canvas live through MediaRecorder (H.264 in Matroska). The server's log must hold no
+sanitizer report and no error line.
 """
 import http.client
 import http.server
@@ -679,6 +679,40 @@ def t_stop_with_session_open():
        [a["FragmentTimecode"] for a in p.acks("PERSISTED")], [0, 1000])
 
 
+def retimed_cluster(i):
+    """The clip's cluster i % 3 as the i-th second of a long stream: its Timecode rewritten
+    (as an 8-byte element; the blocks are untouched)."""
+    ends = CLUSTERS[1:] + [len(CLIP)]
+    c = CLIP[CLUSTERS[i % 3]:ends[i % 3]]
+    p = 4
+    _, m = read_vint(c, p)               # the cluster's (unknown) size
+    p += m
+    assert c[p] == 0xE7, "the Timecode is the cluster's first child"
+    size, n = read_vint(c, p + 1)
+    rest = c[p + 1 + n + size:]
+    return (c[:4] + b"\x01\xff\xff\xff\xff\xff\xff\xff" + b"\xe7\x88" +
+            (i * 1000).to_bytes(8, "big") + rest)
+
+
+def t_past_100_mib():
+    """A websocket upload is not bound by what ends a long HTTP/1.1 body (100 MiB in lws)."""
+    create("ws-long")
+    p = Producer(StreamName="ws-long")
+    p.send(CLIP[:CLUSTERS[0]])
+    sent, i = CLUSTERS[0], 0
+    while sent < 110 * 1024 * 1024:
+        c = retimed_cluster(i)
+        p.send(c)
+        sent += len(c)
+        i += 1
+    p.end_body()
+    check("110 MiB: the server closes", p.wait_end(120))
+    eq("110 MiB: close 1000", p.close_code, 1000)
+    check("110 MiB: no ERROR", not p.acks("ERROR"), f"{p.acks('ERROR')[:2]}")
+    eq("110 MiB: every fragment PERSISTED", len(p.acks("PERSISTED")), i)
+    eq("110 MiB: and listed", len(fragments("ws-long")), i)
+
+
 def t_tls():
     """wss:// on a server with a certificate: the same session over TLS."""
     global SRV, KVS, ARCH
@@ -898,7 +932,7 @@ def t_browser():
 
 SECTIONS = [t_clip_in_pieces, t_whole_clip_one_message, t_headers_instead_of_params,
             t_no_persisted_without_retention, t_garbage, t_text_refused, t_refusals,
-            t_disconnects, t_ping_idle, t_concurrent, t_tls, t_browser]
+            t_disconnects, t_ping_idle, t_concurrent, t_past_100_mib, t_tls, t_browser]
 
 
 def main():
