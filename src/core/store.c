@@ -67,6 +67,8 @@ struct tr_store {
     tr_commit_hook hook;
     void *hook_ctx;
     tr_metric *m_fsync, *m_batch, *m_errors_nospc, *m_errors_io;
+    struct commit_pool *pool; /* started by the first batch that touches two shards */
+    pthread_mutex_t pool_mu;
 };
 
 static int64_t now_ms(void) {
@@ -127,17 +129,157 @@ static void run_append(tr_store *st, store_req *batch, store_req *r, shard_entry
     (void)st;
 }
 
+/* What follows one shard's commit, on the storage thread. */
+static void finish_commit(tr_store *st, shard_entry *e, int rc, uint64_t ns, store_req *batch) {
+    if (ns) tr_metric_observe(st->m_fsync, (double)ns / 1e9);
+    e->dirty = 0;
+    if (rc == TR_OK) return;
+    tr_metric_add(rc == TR_ENOSPC ? st->m_errors_nospc : st->m_errors_io, 1);
+    /* Requests whose records a roll already committed keep their success. */
+    fail_uncommitted(batch, NULL, e, rc);
+}
+
+/* ---- committing many shards at once ----
+ *
+ * A batch that touched several shards (many video streams, each its own shard) commits them
+ * on helper threads as well as on the storage thread: their writes and fdatasyncs run at
+ * once, and the filesystem folds concurrent fdatasyncs into one journal commit, where one
+ * after another each waits for a commit of its own (at 500 fragments/s, one per stream,
+ * the storage thread spent all its time in fdatasync and the acks queued behind it). The
+ * storage thread waits until every shard of the batch is committed, so a shard is never
+ * touched by two threads at once. */
+
+#define COMMIT_HELPERS 8
+
+typedef struct commit_item {
+    shard_entry *e;
+    int rc;          /* tr_shard_commit's result */
+    uint64_t ns;     /* and its fdatasync time */
+} commit_item;
+
+typedef struct commit_job {
+    commit_item *items;
+    size_t n, next, done; /* under the pool's mutex */
+    int durable;
+    struct commit_job *qnext;
+} commit_job;
+
+typedef struct commit_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    commit_job *head, *tail; /* jobs with items nobody has claimed yet */
+    int stop;
+    pthread_t threads[COMMIT_HELPERS];
+    int nthreads;
+} commit_pool;
+
+/* Claims the next item of job j (the head of the queue when NULL); unlinks the job once every
+ * item is claimed. Under p->mu. */
+static commit_job *claim(commit_pool *p, commit_job *j, size_t *i) {
+    if (!j) j = p->head;
+    if (!j || j->next == j->n) return NULL;
+    *i = j->next++;
+    if (j->next == j->n) {
+        commit_job **pp = &p->head, *prev = NULL;
+        while (*pp != j) prev = *pp, pp = &(*pp)->qnext;
+        *pp = j->qnext;
+        if (p->tail == j) p->tail = prev;
+    }
+    return j;
+}
+
+/* Commits a claimed item and counts it done. Called and returns with p->mu held. */
+static void run_claimed(commit_pool *p, commit_job *j, size_t i) {
+    commit_item *it = &j->items[i];
+    pthread_mutex_unlock(&p->mu);
+    it->rc = tr_shard_commit(it->e->shard, j->durable, &it->ns);
+    pthread_mutex_lock(&p->mu);
+    if (++j->done == j->n) pthread_cond_broadcast(&p->done);
+}
+
+static void *commit_helper_main(void *arg) {
+    commit_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        size_t i;
+        commit_job *j;
+        while (!p->stop && !p->head) pthread_cond_wait(&p->work, &p->mu);
+        if (p->stop) break;
+        if ((j = claim(p, NULL, &i)) != NULL) run_claimed(p, j, i);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static commit_pool *commit_pool_get(tr_store *st) {
+    pthread_mutex_lock(&st->pool_mu);
+    if (!st->pool && (st->pool = calloc(1, sizeof *st->pool)) != NULL) {
+        commit_pool *p = st->pool;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->work, NULL);
+        pthread_cond_init(&p->done, NULL);
+        for (int i = 0; i < COMMIT_HELPERS; i++) {
+            if (pthread_create(&p->threads[i], NULL, commit_helper_main, p) != 0) break;
+            pthread_setname_np(p->threads[i], "tr-commit"); /* best effort */
+            p->nthreads++;
+        }
+    }
+    pthread_mutex_unlock(&st->pool_mu);
+    return st->pool && st->pool->nthreads > 0 ? st->pool : NULL;
+}
+
+static void commit_pool_free(commit_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+/* Commits every item, with the helpers and this thread working at once; returns when all
+ * are done. */
+static void commit_parallel(commit_pool *p, commit_item *items, size_t n, int durable) {
+    commit_job j = {.items = items, .n = n, .durable = durable};
+    pthread_mutex_lock(&p->mu);
+    if (p->tail)
+        p->tail->qnext = &j;
+    else
+        p->head = &j;
+    p->tail = &j;
+    if (n - 1 >= (size_t)p->nthreads)
+        pthread_cond_broadcast(&p->work);
+    else
+        for (size_t k = 0; k + 1 < n; k++) pthread_cond_signal(&p->work);
+    size_t i;
+    while (claim(p, &j, &i) != NULL) run_claimed(p, &j, i);
+    while (j.done < j.n) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void commit_dirty(tr_store *st, shard_entry *dirty, store_req *batch) {
     int durable = st->cfg.fsync_mode == TR_FSYNC_ALWAYS;
+    size_t n = 0;
+    for (shard_entry *e = dirty; e; e = e->next_dirty) n++;
+    commit_pool *p = n > 1 ? commit_pool_get(st) : NULL;
+    commit_item *items = p ? malloc(n * sizeof *items) : NULL;
+    if (items) {
+        size_t i = 0;
+        for (shard_entry *e = dirty; e; e = e->next_dirty) items[i++] = (commit_item){.e = e};
+        commit_parallel(p, items, n, durable);
+        for (i = 0; i < n; i++) finish_commit(st, items[i].e, items[i].rc, items[i].ns, batch);
+        free(items);
+        return;
+    }
+    /* One shard (or no helpers to be had): here, one after another. */
     for (shard_entry *e = dirty; e; e = e->next_dirty) {
         uint64_t ns = 0;
         int rc = tr_shard_commit(e->shard, durable, &ns);
-        if (ns) tr_metric_observe(st->m_fsync, (double)ns / 1e9);
-        e->dirty = 0;
-        if (rc == TR_OK) continue;
-        tr_metric_add(rc == TR_ENOSPC ? st->m_errors_nospc : st->m_errors_io, 1);
-        /* Requests whose records a roll already committed keep their success. */
-        fail_uncommitted(batch, NULL, e, rc);
+        finish_commit(st, e, rc, ns, batch);
     }
 }
 
@@ -316,6 +458,7 @@ int tr_store_open(const tr_store_config *cfg, tr_store **out) {
         return rc;
     }
     pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->pool_mu, NULL);
     init_store_metrics(st);
     int64_t now = now_ms();
     for (int i = 0; i < cfg->storage_threads; i++) {
@@ -354,6 +497,8 @@ void tr_store_close(tr_store *st) {
         pthread_mutex_destroy(&st->threads[i].mu);
         pthread_cond_destroy(&st->threads[i].cv);
     }
+    commit_pool_free(st->pool);
+    pthread_mutex_destroy(&st->pool_mu);
     for (size_t i = 0; i < st->nentries; i++) {
         tr_shard_free(st->entries[i]->shard);
         free(st->entries[i]);
