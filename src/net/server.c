@@ -193,7 +193,11 @@ int tr_server_listen(tr_server *s, char *err, size_t err_len) {
     ci.user = s;
     ci.server_string = "Tributary";
     ci.max_http_header_data = 16384; /* SigV4 and long presigned URLs exceed the 4 KiB default */
-    ci.max_http_header_pool = 64;
+    /* Header tables (ah: 16 KiB of header data each) are allocated as connections need
+     * them; 0 allows one per descriptor. A long-lived request (PutMedia, GetMedia, an
+     * HTTP/1.1 SubscribeToShard) holds its table for its whole life, so a fixed pool (64)
+     * left the 65th camera waiting for a table until lws reset it. */
+    ci.max_http_header_pool = 0;
     /* lws reads a connection at most this much per loop turn (default 4 KiB): a 5 MiB
      * PutRecords body took 1,300 turns. */
     ci.pt_serv_buf_size = 64 * 1024;
