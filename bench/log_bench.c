@@ -16,11 +16,15 @@
  *   - read throughput: tr_shard_read over everything the case wrote (10,000 records or
  *     10 MiB per call, as GetRecords), the data still in the page cache.
  *
- * Usage: log_bench DIR [--seconds S]
+ * Usage: log_bench DIR [--seconds S] [--case N]...
+ *        log_bench DIR --raw BYTES [--seconds S]
  *   DIR is a scratch directory on the filesystem to measure (not tmpfs); the benchmark makes
  *   and removes its files inside it. Each case runs about S seconds (default 2).
  * The last line is for scripts:
- *   RESULT log append_64k_MBps=<x> raw_MBps=<y> ratio=<x/y> small_records_per_s=<z> */
+ *   RESULT log append_64k_MBps=<x> raw_MBps=<y> ratio=<x/y> small_records_per_s=<z>
+ * With --raw, only the physical limit for batches of BYTES, for S seconds (other benchmarks,
+ * bench/ingest.sh, compare against it):
+ *   RESULT raw raw_MBps=<x> batch_KiB=<b> seconds=<s> */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -330,6 +334,27 @@ static void raw_slice(int fd, uint64_t *file_len, const uint8_t *buf, size_t bat
     res->raw_seconds += (double)(t1 - t0) / 1e9;
 }
 
+/* Only the physical limit: sequential write + fdatasync of `batch` bytes at a time into a fresh
+ * file in dir, for `seconds`. */
+static int raw_only(const char *dir, size_t batch, double seconds) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/raw.dat", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) die(path, errno);
+    uint8_t *buf = xmalloc(batch);
+    fill_random(buf, batch, batch);
+    case_result res = {0};
+    uint64_t len = 0;
+    raw_slice(fd, &len, buf, batch, UINT64_MAX, seconds, &res);
+    close(fd);
+    unlink(path);
+    free(buf);
+    printf("RESULT raw raw_MBps=%.1f batch_KiB=%.1f seconds=%.1f\n",
+           (double)res.raw_bytes / 1e6 / res.raw_seconds, (double)batch / 1024.0,
+           res.raw_seconds);
+    return 0;
+}
+
 /* ---- reads ---- */
 
 static void run_reads(run *r, case_result *res) {
@@ -547,9 +572,11 @@ static size_t find_case(uint32_t rec_bytes, int writers, int per_call) {
 
 int main(int argc, char **argv) {
     double seconds = 2.0;
+    size_t raw_batch = 0;
     int only[NCASES] = {0}, any_only = 0;
     if (argc < 2) {
-        fprintf(stderr, "usage: log_bench DIR [--seconds S] [--case N]...\n");
+        fprintf(stderr, "usage: log_bench DIR [--seconds S] [--case N]...\n"
+                        "       log_bench DIR --raw BYTES [--seconds S]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -560,12 +587,16 @@ int main(int argc, char **argv) {
             unsigned long n = strtoul(argv[++i], NULL, 10);
             if (n >= NCASES) die("--case: no such case", EINVAL);
             only[n] = any_only = 1;
+        } else if (strcmp(argv[i], "--raw") == 0 && i + 1 < argc) {
+            raw_batch = strtoul(argv[++i], NULL, 10);
+            if (raw_batch == 0) die("--raw: a batch of bytes", EINVAL);
         } else {
             fprintf(stderr, "log_bench: unknown argument %s\n", argv[i]);
             return 2;
         }
     }
     if (seconds <= 0) seconds = 2.0;
+    if (raw_batch > 0) return raw_only(dir, raw_batch, seconds);
     tr_log_set_level(TR_LOG_WARN);
     print_header(dir, seconds);
     fflush(stdout);
