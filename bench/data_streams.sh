@@ -22,7 +22,8 @@ CONNS=${TR_BENCH_CONNS:-8}
 SHARDS=4
 WARMUP=1
 
-say() { printf '%s\n' "$*" >&2; }
+BENCH_NAME=data-streams
+. bench/lib.sh
 
 for tool in node npm curl python3; do
     command -v "$tool" >/dev/null || { say "data-streams: $tool not found (./run deps installs it)"; exit 1; }
@@ -32,35 +33,7 @@ if [ ! -f bench/node_modules/kinesalite/cli.js ]; then
         { say "data-streams: npm ci failed in bench/"; exit 1; }
 fi
 
-SERVER_PID=""
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID"
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
 trap stop_server EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_up() { # PORT
-    for _ in $(seq 1 100); do
-        # Any HTTP answer will do (kinesalite has no /health).
-        if curl -s -o /dev/null "http://127.0.0.1:$1/health"; then return 0; fi
-        sleep 0.1
-    done
-    say "data-streams: the server on port $1 did not come up"
-    exit 1
-}
-
-val() { # LINE KEY -> the value of KEY=value in LINE
-    printf '%s\n' "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'
-}
 
 # measure NAME PORT -> sets R_<...> for the table
 measure() {

@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "samples.h"
+
 #define STAMP_BYTES 12 /* u64 CLOCK_MONOTONIC ns + "TRLT": 16 base64 characters */
 #define STAMP_B64 16
 
@@ -280,31 +282,6 @@ static int json_str(const char *s, const char *key, char *out, size_t cap) {
 }
 
 /* ---- samples ---- */
-
-typedef struct samples {
-    double *v;
-    size_t n, cap;
-} samples;
-
-static void add_sample(samples *s, double x) {
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 4096;
-        s->v = realloc(s->v, s->cap * sizeof *s->v);
-        if (s->v == NULL) die("out of memory");
-    }
-    s->v[s->n++] = x;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(samples *s, double p) {
-    if (s->n == 0) return 0;
-    size_t i = (size_t)(p * (double)(s->n - 1) + 0.5);
-    return s->v[i];
-}
 
 static void merge(samples *into, samples *from) {
     for (size_t i = 0; i < from->n; i++) add_sample(into, from->v[i]);
