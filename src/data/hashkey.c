@@ -1,14 +1,6 @@
 #include "data/hashkey.h"
 
-#include <openssl/evp.h>
-#include <pthread.h>
-
-/* EVP_md5() makes EVP_Digest look the provider's MD5 up on every call (a tenth of a
- * PutRecords' CPU): fetch it once. */
-static EVP_MD *md5;
-static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
-
-static void fetch_md5(void) { md5 = EVP_MD_fetch(NULL, "MD5", NULL); }
+#include "util/md5.h"
 
 int tr_hashkey_parse(const char *s, size_t len, tr_hashkey *out) {
     if (len == 0 || len > TR_HASHKEY_DIGITS) return -1;
@@ -35,10 +27,8 @@ void tr_hashkey_format(tr_hashkey v, char *out) {
 }
 
 tr_hashkey tr_hashkey_of_partition_key(const void *key, size_t len) {
-    unsigned char md[16];
-    unsigned int mdlen = 0;
-    pthread_once(&md5_once, fetch_md5);
-    EVP_Digest(key, len, md, &mdlen, md5 != NULL ? md5 : EVP_md5(), NULL);
+    uint8_t md[16];
+    tr_md5(key, len, md);
     tr_hashkey v = 0;
     for (int i = 0; i < 16; i++) v = v << 8 | md[i];
     return v;
