@@ -51,7 +51,12 @@ static void put(tr_writer *w, const void *p, size_t n) {
     w->len += n;
 }
 
-static void putc_(tr_writer *w, char c) { put(w, &c, 1); }
+static void putc_(tr_writer *w, char c) {
+    if (w->len < w->cap)
+        w->buf[w->len++] = (uint8_t)c;
+    else
+        put(w, &c, 1);
+}
 
 /* JSON: a comma before every item of an object or array but the first; none after a key. */
 static void json_sep(tr_writer *w) {
@@ -129,10 +134,26 @@ void tr_w_arr_end(tr_writer *w) {
         cbor_put(w, cbor_encode_break);
 }
 
+static int json_plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\'; }
+
 static void json_string(tr_writer *w, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
-    putc_(w, '"');
     size_t start = 0;
+    while (start < len && json_plain((unsigned char)s[start])) start++;
+    if (start == len) { /* nothing to escape, as nearly always: one copy */
+        uint8_t *d = reserve(w, len + 2);
+        if (!d) return;
+        d[0] = '"';
+        memcpy(d + 1, s, len);
+        d[len + 1] = '"';
+        w->len += len + 2;
+        return;
+    }
+    putc_(w, '"');
+    put(w, s, start);
+    s += start;
+    len -= start;
+    start = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
@@ -245,6 +266,17 @@ void tr_w_time_ms(tr_writer *w, int64_t ms) {
     put(w, b, (size_t)n);
 }
 
+uint8_t *tr_w_json_raw(tr_writer *w, size_t len) {
+    if (w->format != TR_WIRE_JSON) {
+        w->failed = 1;
+        return NULL;
+    }
+    json_sep(w);
+    uint8_t *d = reserve(w, len);
+    if (d) w->len += len;
+    return d;
+}
+
 void tr_w_kstr(tr_writer *w, const char *key, const char *s) {
     tr_w_key(w, key);
     tr_w_str(w, s);
@@ -300,26 +332,38 @@ static void b64_rev_init(void) {
 long tr_base64_decode(const char *in, size_t len, uint8_t *out) {
     pthread_once(&b64_rev_once, b64_rev_init);
     if (len % 4 != 0) return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int pad = 0;
-        uint32_t v = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)in[i + (size_t)k];
-            int d;
-            if (c == '=' && i + 4 == len && k >= 2) {
-                pad++;
-                d = 0;
-            } else {
-                if (pad) return -1;
-                d = b64_rev[c];
-                if (d < 0) return -1;
-            }
-            v = v << 6 | (uint32_t)d;
-        }
-        out[o++] = (uint8_t)(v >> 16);
-        if (pad < 2) out[o++] = (uint8_t)(v >> 8);
-        if (pad < 1) out[o++] = (uint8_t)v;
+    if (len == 0) return 0;
+    const unsigned char *u = (const unsigned char *)in;
+    size_t o = 0, i = 0;
+    /* Every quad but the last holds four alphabet characters: no padding. */
+    for (; i + 4 < len; i += 4) {
+        int a = b64_rev[u[i]], b = b64_rev[u[i + 1]], c = b64_rev[u[i + 2]],
+            d = b64_rev[u[i + 3]];
+        if ((a | b | c | d) < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        out[o] = (uint8_t)(v >> 16);
+        out[o + 1] = (uint8_t)(v >> 8);
+        out[o + 2] = (uint8_t)v;
+        o += 3;
     }
+    /* The last may end in one or two '='. */
+    int pad = 0;
+    uint32_t v = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char c = u[i + (size_t)k];
+        int d;
+        if (c == '=' && k >= 2) {
+            pad++;
+            d = 0;
+        } else {
+            if (pad) return -1;
+            d = b64_rev[c];
+            if (d < 0) return -1;
+        }
+        v = v << 6 | (uint32_t)d;
+    }
+    out[o++] = (uint8_t)(v >> 16);
+    if (pad < 2) out[o++] = (uint8_t)(v >> 8);
+    if (pad < 1) out[o++] = (uint8_t)v;
     return (long)o;
 }

@@ -40,6 +40,10 @@ void tr_w_bool(tr_writer *w, int v);
 void tr_w_null(tr_writer *w);
 void tr_w_blob(tr_writer *w, const void *data, size_t len);
 void tr_w_time_ms(tr_writer *w, int64_t epoch_ms);
+/* JSON writers only: room for one value of exactly len bytes that the caller encodes itself
+ * (a separator is written before it as for any value). NULL if the writer has failed. For
+ * answers that repeat one shape many times (PutRecords' results). */
+uint8_t *tr_w_json_raw(tr_writer *w, size_t len);
 
 /* key + value shorthands */
 void tr_w_kstr(tr_writer *w, const char *key, const char *s);
