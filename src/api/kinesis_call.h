@@ -11,6 +11,7 @@
 #include "net/http.h"
 #include "net/server.h"
 #include "util/workpool.h"
+#include "wire/put_records.h"
 #include "wire/reader.h"
 #include "wire/writer.h"
 
@@ -26,6 +27,9 @@ struct tr_kinesis {
 
 /* A record refused by --limits aws (a status beside the tr_err codes). */
 #define KIN_THROTTLED 1000
+
+/* Records in one PutRecords call. */
+#define KIN_MAX_PUT_RECORDS 500
 
 typedef struct kin_call kin_call;
 
@@ -46,6 +50,10 @@ struct kin_call {
     const uint8_t *body;       /* the request body (the request's, read-only) */
     size_t body_len;
     json_t *in;                /* the parsed body (parsed on the worker) */
+    /* A PutRecords body in JSON read without a tree (wire/put_records.h): then `in` holds
+     * only its StreamName and StreamARN, and the records are here. */
+    int scanned;
+    tr_put_body put_body;
     tr_writer out;             /* the answer's body, when no error */
     int failed;
     int status;                /* HTTP status of an error */
@@ -67,6 +75,10 @@ int kin_fail(kin_call *c, int status, const char *type, const char *fmt, ...)
 int kin_fail_data(kin_call *c, const tr_data_err *e);
 /* "1 validation error detected: Value ... at 'member' failed to satisfy constraint: ..." */
 int kin_invalid(kin_call *c, const char *value, const char *member, const char *constraint);
+/* The same for a value of `len` bytes that need not be NUL-terminated (quoted up to its
+ * first NUL, as kin_invalid quotes a C string). */
+int kin_invalidn(kin_call *c, const char *value, size_t len, const char *member,
+                 const char *constraint);
 
 /* Sends the answer (error or c->out) and frees the call. Loop thread only. */
 void kin_finish(kin_call *c);

@@ -13,7 +13,6 @@
 #include "data/seqnum.h"
 #include "util/error.h"
 
-#define MAX_PUT_RECORDS 500
 #define MAX_PUT_RECORDS_BYTES (5u * 1024 * 1024)
 #define MAX_GET_RECORDS 10000
 #define MAX_GET_BYTES (10u * 1024 * 1024)
@@ -113,26 +112,22 @@ static const char *member_name(char *buf, size_t cap, size_t pos, const char *na
 }
 
 /* Validates one record's members (named as member `pos` of the request's records, 0 for
- * PutRecord) and routes it. */
-static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, size_t pos) {
+ * PutRecord) and routes it. The members come from the body's tree or, for most PutRecords
+ * bodies in JSON, straight from its text (wire/put_records.h): either way they are checked
+ * here, so both give the same answers. */
+static int read_record(kin_call *c, put_state *p, size_t i, const tr_put_rec *r, size_t pos) {
     char member[64];
-    json_t *data = json_object_get(rec, "Data");
-    json_t *pk = json_object_get(rec, "PartitionKey");
-    json_t *ehk = json_object_get(rec, "ExplicitHashKey");
-    if (data == NULL || json_is_null(data)) {
+    if (r->data_state == TR_PUT_ABSENT) {
         return kin_invalid(c, NULL, member_name(member, sizeof member, pos, "data"),
                            "Member must not be null");
     }
-    if (pk == NULL || json_is_null(pk)) {
+    if (r->pkey_state == TR_PUT_ABSENT) {
         return kin_invalid(c, NULL, member_name(member, sizeof member, pos, "partitionKey"),
                            "Member must not be null");
     }
-    const uint8_t *bytes = NULL;
-    size_t len = 0;
-    int owned = 0;
-    if (tr_wire_blob(c->fmt, data, &bytes, &len, &owned) != 0)
+    if (r->data_state != TR_PUT_VALUE)
         return kin_fail(c, 400, "SerializationException", "Data is not a valid blob");
-    if (owned) p->owned[i] = (uint8_t *)bytes;
+    size_t len = r->data_len;
     size_t max = (size_t)p->s->max_record_kib * 1024;
     if (len > max) {
         char constraint[80];
@@ -144,31 +139,32 @@ static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, size_t 
                         "constraint: %s",
                         member, constraint);
     }
-    const char *key = json_string_value(pk);
-    size_t klen = key ? json_string_length(pk) : 0;
-    if (key == NULL || !kin_is_text(key, klen))
+    const char *key = r->pkey;
+    size_t klen = r->pkey_len;
+    if (r->pkey_state != TR_PUT_VALUE || !kin_is_text(key, klen))
         return kin_fail(c, 400, "SerializationException", "PartitionKey must be a text string");
     size_t kchars = kin_utf8_chars(key, klen); /* AWS counts characters */
     if (kchars < 1 || kchars > MAX_PARTITION_KEY)
-        return kin_invalid(c, key, member_name(member, sizeof member, pos, "partitionKey"),
-                           kchars < 1 ? "Member must have length greater than or equal to 1"
-                                      : "Member must have length less than or equal to 256");
+        return kin_invalidn(c, key, klen, member_name(member, sizeof member, pos, "partitionKey"),
+                            kchars < 1 ? "Member must have length greater than or equal to 1"
+                                       : "Member must have length less than or equal to 256");
     tr_hashkey hk;
     const char *ehk_s = NULL;
-    if (ehk != NULL && !json_is_null(ehk)) {
-        ehk_s = json_string_value(ehk);
-        if (ehk_s == NULL || tr_hashkey_parse(ehk_s, strlen(ehk_s), &hk) != 0)
-            return kin_invalid(c, ehk_s ? ehk_s : "",
-                               member_name(member, sizeof member, pos, "explicitHashKey"),
-                               "Member must satisfy regular expression pattern: "
-                               "0|([1-9]\\d{0,38})");
+    if (r->ehk_state != TR_PUT_ABSENT) {
+        ehk_s = r->ehk_state == TR_PUT_VALUE ? r->ehk : "";
+        size_t ehk_len = r->ehk_state == TR_PUT_VALUE ? r->ehk_len : 0;
+        if (r->ehk_state != TR_PUT_VALUE || tr_hashkey_parse(ehk_s, ehk_len, &hk) != 0)
+            return kin_invalidn(c, ehk_s, ehk_len,
+                                member_name(member, sizeof member, pos, "explicitHashKey"),
+                                "Member must satisfy regular expression pattern: "
+                                "0|([1-9]\\d{0,38})");
     } else {
         hk = tr_hashkey_of_partition_key(key, klen);
     }
     p->recs[i] = (tr_record_in){.producer_ms = TR_NO_TIME, .flags = 0,
                                 .pkey = key, .pkey_len = (uint32_t)klen,
-                                .ehk = ehk_s, .ehk_len = ehk_s ? (uint32_t)strlen(ehk_s) : 0,
-                                .data = bytes, .data_len = (uint32_t)len};
+                                .ehk = ehk_s, .ehk_len = ehk_s ? (uint32_t)r->ehk_len : 0,
+                                .data = r->data, .data_len = (uint32_t)len};
     p->hk[i] = hk;
     p->todo[i] = 1;
     p->shard[i] = tr_data_route(p->s, hk);
@@ -177,6 +173,13 @@ static int read_record(kin_call *c, put_state *p, size_t i, json_t *rec, size_t 
     else if (c->k->limits != NULL && !kin_limits_write(c->k->limits, p->shard[i]->uid, len + klen))
         p->status[i] = KIN_THROTTLED;
     return 0;
+}
+
+/* Reads a record object of the body's tree (its decoded data kept with the call). */
+static int read_tree_record(kin_call *c, put_state *p, size_t i, json_t *rec, size_t pos) {
+    tr_put_rec r;
+    tr_put_rec_from_tree(c->fmt, rec, &r, &p->owned[i]);
+    return read_record(c, p, i, &r, pos);
 }
 
 static void throttled_message(kin_call *c, const put_state *p, size_t i, char *msg,
@@ -223,6 +226,44 @@ static void put_w_seq(tr_writer *w, char *digits, uint32_t shard_index, uint64_t
     tr_w_kstr(w, "SequenceNumber", digits);
 }
 
+/* A stored record's result in JSON, {"SequenceNumber":"<56 digits>","ShardId":"<id>"},
+ * written as the writer would but from a template per shard: the writer's general path
+ * (separators, escaping, key by key) cost more than the rest of the answer. */
+#define PUT_TMPL_MAX 16
+#define PUT_TMPL_SEQ_AT 19 /* {"SequenceNumber":" */
+typedef struct put_tmpl {
+    const tr_data_shard *shard;
+    char text[128];
+    size_t len;
+} put_tmpl;
+
+/* 0 when written; -1 when the generic writer must do it (no template to be had). */
+static int put_w_json_result(tr_writer *w, put_tmpl *t, size_t *nt, char *digits,
+                             const tr_data_shard *sh, uint64_t seq) {
+    put_tmpl *x = NULL;
+    for (size_t k = 0; k < *nt && x == NULL; k++)
+        if (t[k].shard == sh) x = &t[k];
+    if (x == NULL) {
+        size_t idlen = strlen(sh->id);
+        if (*nt == PUT_TMPL_MAX || idlen > 40) return -1;
+        for (size_t k = 0; k < idlen; k++) /* ids are shardId-<digits>: nothing to escape */
+            if (sh->id[k] == '"' || sh->id[k] == '\\' || (unsigned char)sh->id[k] < 0x20)
+                return -1;
+        x = &t[(*nt)++];
+        x->shard = sh;
+        fixed_digits(digits + 18, 18, (uint64_t)sh->index);
+        fixed_digits(digits + 36, 20, 0); /* each record's own, below */
+        int n = snprintf(x->text, sizeof x->text, "{\"SequenceNumber\":\"%s\",\"ShardId\":\"%s\"}",
+                         digits, sh->id);
+        x->len = (size_t)n;
+    }
+    uint8_t *d = tr_w_json_raw(w, x->len);
+    if (d == NULL) return 0; /* the writer failed: the answer is an error anyway */
+    memcpy(d, x->text, x->len);
+    fixed_digits((char *)d + PUT_TMPL_SEQ_AT + 36, 20, seq);
+    return 0;
+}
+
 static void put_answer(put_state *p) {
     kin_call *c = p->c;
     tr_writer *w = &c->out;
@@ -255,11 +296,16 @@ static void put_answer(put_state *p) {
     for (size_t i = 0; i < p->n; i++) failed += p->status[i] != TR_OK;
     char digits[TR_SEQNUM_DIGITS + 1];
     put_seq_prefix(p->s, digits);
+    put_tmpl tmpl[PUT_TMPL_MAX];
+    size_t ntmpl = 0;
     tr_w_obj_begin(w);
     tr_w_kint(w, "FailedRecordCount", (int64_t)failed);
     tr_w_key(w, "Records");
     tr_w_arr_begin(w);
     for (size_t i = 0; i < p->n; i++) {
+        if (c->fmt == TR_WIRE_JSON && p->status[i] == TR_OK &&
+            put_w_json_result(w, tmpl, &ntmpl, digits, p->shard[i], p->seq[i]) == 0)
+            continue;
         tr_w_obj_begin(w);
         if (p->status[i] == TR_OK) {
             put_w_seq(w, digits, (uint32_t)p->shard[i]->index, p->seq[i]);
@@ -410,7 +456,7 @@ void kin_put_record(kin_call *c) {
         kin_fail(c, 500, "InternalFailure", "out of memory");
         return;
     }
-    if (read_record(c, p, 0, c->in, 0) != 0) return;
+    if (read_tree_record(c, p, 0, c->in, 0) != 0) return;
     if (put_start(p, 1) != TR_OK) {
         kin_fail(c, 500, "InternalFailure", "out of memory");
         return;
@@ -421,13 +467,15 @@ void kin_put_record(kin_call *c) {
 void kin_put_records(kin_call *c) {
     tr_data_stream *s = kin_stream(c);
     if (s == NULL) return;
-    json_t *arr = json_object_get(c->in, "Records");
-    size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
-    if (arr == NULL || json_is_null(arr)) {
+    /* The records: scanned from the text (run_on_worker) or in the tree. */
+    const tr_put_body *scanned = c->scanned ? &c->put_body : NULL;
+    json_t *arr = scanned ? NULL : json_object_get(c->in, "Records");
+    size_t n = scanned ? scanned->n : json_is_array(arr) ? json_array_size(arr) : 0;
+    if (!scanned && (arr == NULL || json_is_null(arr))) {
         kin_invalid(c, NULL, "records", "Member must not be null");
-    } else if (!json_is_array(arr)) {
+    } else if (!scanned && !json_is_array(arr)) {
         kin_fail(c, 400, "SerializationException", "Records must be a list");
-    } else if (n < 1 || n > MAX_PUT_RECORDS) {
+    } else if (n < 1 || n > KIN_MAX_PUT_RECORDS) {
         kin_fail(c, 400, "ValidationException",
                  "1 validation error detected: Value '%zu' at 'records' failed to satisfy "
                  "constraint: Member must have length %s",
@@ -442,13 +490,18 @@ void kin_put_records(kin_call *c) {
     size_t total = 0, limit = (size_t)s->max_record_kib * 1024;
     if (limit < MAX_PUT_RECORDS_BYTES) limit = MAX_PUT_RECORDS_BYTES;
     for (size_t i = 0; i < n && !c->failed; i++) {
-        json_t *rec = json_array_get(arr, i);
-        if (!json_is_object(rec)) {
-            kin_fail(c, 400, "SerializationException", "Records must hold objects");
-            break;
+        int rc;
+        if (scanned) {
+            rc = read_record(c, p, i, &scanned->recs[i], i + 1);
+        } else {
+            json_t *rec = json_array_get(arr, i);
+            if (!json_is_object(rec)) {
+                kin_fail(c, 400, "SerializationException", "Records must hold objects");
+                break;
+            }
+            rc = read_tree_record(c, p, i, rec, i + 1);
         }
-        if (read_record(c, p, i, rec, i + 1) == 0)
-            total += p->recs[i].data_len + p->recs[i].pkey_len;
+        if (rc == 0) total += p->recs[i].data_len + p->recs[i].pkey_len;
     }
     if (!c->failed && total > limit)
         kin_fail(c, 400, "InvalidArgumentException", "Records size exceeds %zu MB limit",

@@ -17,6 +17,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1556,6 +1557,102 @@ def stored_snapshot(stream):
     return out
 
 
+def raw_text(op, text):
+    """One JSON 1.1 request with a body sent exactly as given; (status, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", SRV.port, timeout=60)
+    c.request("POST", "/", text.encode(), {
+        "X-Amz-Target": f"Kinesis_20131202.{op}",
+        "Content-Type": "application/x-amz-json-1.1"})
+    r = c.getresponse()
+    payload = r.read()
+    c.close()
+    return r.status, payload
+
+
+def t_put_records_paths():
+    """A PutRecords body in JSON of the usual shape is read by a scanner (wire/put_records.h)
+    and any other by the tree parser; one unknown member more sends the same body the tree's
+    way. Both must answer alike: the same status and error, or the same answer text but for
+    the sequence numbers (which must be 56 digits)."""
+    create("paths", 4)
+    arn = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/paths"
+
+    def b64(b):
+        return base64.b64encode(b).decode()
+
+    def body(records, name="paths", stream_arn=None, spaced=False):
+        d = {}
+        if name is not None:
+            d["StreamName"] = name
+        if stream_arn is not None:
+            d["StreamARN"] = stream_arn
+        d["Records"] = records
+        if spaced:
+            return " \n{ " + json.dumps(d, ensure_ascii=False, indent="\t",
+                                        separators=(" , ", " : "))[1:]
+        return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+    def r(data=b"x", pk="k", ehk=None, raw_data=None):
+        x = {}
+        if data is not None:
+            x["Data"] = raw_data if raw_data is not None else b64(data)
+        if pk is not None:
+            x["PartitionKey"] = pk
+        if ehk is not None:
+            x["ExplicitHashKey"] = ehk
+        return x
+
+    three = [r(b"a", "k1"), r(b"bb", "k2\u00e9"), r(b"", "k3", ehk="0")]
+    cases = [
+        ("three records", body(three)),
+        ("whitespace everywhere", body(three, spaced=True)),
+        ("by StreamARN", body(three, name=None, stream_arn=arn)),
+        ("name and ARN", body(three, stream_arn=arn)),
+        ("ARN of no stream", body(three, name=None, stream_arn=arn + "x")),
+        ("no such stream", body(three, name="nope")),
+        ("no stream member", body(three, name=None)),
+        ("empty name", body(three, name="")),
+        ("bad name", body(three, name="bad name!")),
+        ("129-char name", body(three, name="n" * 129)),
+        ("ExplicitHashKey max", body([r(ehk=str(MAX_HASH)), r(ehk=str(2**127))])),
+        ("ExplicitHashKey 2^128", body([r(), r(ehk=str(2**128))])),
+        ("ExplicitHashKey not a number", body([r(ehk="12ab")])),
+        ("ExplicitHashKey empty", body([r(ehk="")])),
+        ("ExplicitHashKey -1", body([r(ehk="-1")])),
+        ("empty PartitionKey", body([r(pk="")])),
+        ("256-char PartitionKey", body([r(pk="k" * 256)])),
+        ("257-char PartitionKey", body([r(), r(pk="k" * 257)])),
+        ("256 two-byte characters", body([r(pk="\u00e9" * 256)])),
+        ("257 two-byte characters", body([r(pk="\u00e9" * 257)])),
+        ("four-byte characters", body([r(pk="\U0001f600" * 3)])),
+        ("empty Data", body([r(data=b"")])),
+        ("Data of 1 MiB", body([r(data=b"z" * (1024 * 1024))])),
+        ("Data over 1 MiB", body([r(), r(data=b"z" * (1024 * 1024 + 1))])),
+        ("over 5 MiB in all", body([r(data=b"y" * (1000 * 1024))] * 6)),
+        ("non-canonical base64", body([r(raw_data="Zh=="), r(raw_data="Zm9=")])),
+        ("Data not base64", body([r(), r(raw_data="***=")])),
+        ("record without Data", body([r(), r(data=None)])),
+        ("record without PartitionKey", body([r(), r(pk=None)])),
+        ("empty record", body([{}])),
+        ("no records", body([])),
+        ("500 records", body([r(bytes([i % 256]) * (i % 40), f"p{i}") for i in range(500)])),
+        ("501 records", body([r()] * 501)),
+    ]
+    seq = re.compile(rb'"SequenceNumber":"(\d*)"')
+    for label, text in cases:
+        assert text.endswith("}")
+        tree_text = text[:-1] + ',"Zz":0}'
+        fast = raw_text("PutRecords", text)
+        tree = raw_text("PutRecords", tree_text)
+        seqs = seq.findall(fast[1]) + seq.findall(tree[1])
+        check(f"PutRecords paths, {label}: sequence numbers of 56 digits",
+              all(len(x) == 56 for x in seqs), repr(seqs[:3]))
+        a = (fast[0], seq.sub(b'"SequenceNumber":"N"', fast[1]))
+        b = (tree[0], seq.sub(b'"SequenceNumber":"N"', tree[1]))
+        check(f"PutRecords paths, {label}: the same answer", a == b,
+              f"scanned {a!r:.300} tree {b!r:.300}")
+
+
 def t_bad_input():
     create("victim", 2)
     KIN.put_records(StreamName="victim", Records=[{"Data": f"v{i}".encode(), "PartitionKey": f"k{i}"}
@@ -1807,7 +1904,8 @@ def t_expiry_and_transitions():
 
 SECTIONS = [t_create_describe_delete, t_describe_paging, t_list_streams, t_put_routing,
             t_iterators_and_reads, t_retention_attrs, t_tags, t_max_record_size, t_reshard,
-            t_ordering, t_cbor, t_bad_input, t_chaos, t_restart, t_expiry_and_transitions]
+            t_ordering, t_cbor, t_put_records_paths, t_bad_input, t_chaos, t_restart,
+            t_expiry_and_transitions]
 
 
 def main():
