@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include "api/kinesis.h"
+#include "api/kms.h"
 #include "api/kvs_control.h"
 #include "api/kvs_media.h"
 #include "core/catalog.h"
 #include "core/store.h"
 #include "data/iterator.h"
 #include "data/streams.h"
+#include "kms/kms.h"
 #include "net/server.h"
 #include "net/signals.h"
 #include "net/storecfg.h"
@@ -177,6 +179,7 @@ typedef struct app {
     tr_catalog *catalog;
     tr_notify *commits;     /* bumped by the store on every commit: wakes tailing readers */
     tr_store *store;
+    tr_kms *kms;            /* the keyring: master keys and data keys */
     tr_data *data;
     tr_video *video;
     tr_media *media;
@@ -184,6 +187,7 @@ typedef struct app {
     tr_kinesis *kinesis;
     tr_kvs_control *kvs;
     tr_kvs_media *kvs_media;
+    tr_kms_api *kms_api;
 } app;
 
 /* The catalog and the store. Prints why on failure. */
@@ -204,6 +208,12 @@ static int open_storage(app *a) {
         return -1;
     }
     tr_store_set_commit_hook(a->store, on_commit, a->commits);
+    tr_kms_config kcfg = {.data_dir = a->cfg->data_dir, .root_key_file = a->cfg->root_key_file};
+    char kerr[TR_CONFIG_PATH_MAX * 2 + 400];
+    if (tr_kms_open(&kcfg, &a->kms, kerr, sizeof kerr) != TR_OK) {
+        fprintf(stderr, "tributary: %s\n", kerr);
+        return -1;
+    }
     return 0;
 }
 
@@ -243,6 +253,7 @@ static int open_faces(app *a) {
     if (rc == TR_OK) rc = tr_kinesis_new(a->srv, a->data, &kcfg, &a->kinesis);
     if (rc == TR_OK) rc = tr_kvs_control_new(a->srv, a->video, &kvcfg, &a->kvs);
     if (rc == TR_OK) rc = tr_kvs_media_new(a->srv, a->media, &kmcfg, &a->kvs_media);
+    if (rc == TR_OK) rc = tr_kms_api_new(a->srv, a->kms, &a->kms_api);
     if (rc != TR_OK) {
         fprintf(stderr, "tributary: cannot start the server: %s\n", tr_strerror(rc));
         return -1;
@@ -259,10 +270,12 @@ static void close_all(app *a) {
     tr_kinesis_free(a->kinesis);
     tr_kvs_control_free(a->kvs);
     tr_kvs_media_free(a->kvs_media);
+    tr_kms_api_free(a->kms_api);
     tr_media_close(a->media);
     tr_video_close(a->video);
     tr_data_close(a->data);
     tr_store_close(a->store);
+    tr_kms_close(a->kms);
     tr_notify_free(a->commits);
     tr_catalog_close(a->catalog);
 }

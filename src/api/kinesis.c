@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/aws_json.h"
 #include "api/feed.h"
 #include "api/kinesis_call.h"
 #include "api/kinesis_limits.h"
@@ -102,26 +103,6 @@ int kin_invalid(kin_call *c, const char *value, const char *member, const char *
     return kin_invalidn(c, value, value ? strlen(value) : 0, member, constraint);
 }
 
-static const char *content_type(tr_wire_format f) {
-    return f == TR_WIRE_CBOR ? "application/x-amz-cbor-1.1" : "application/x-amz-json-1.1";
-}
-
-/* Sends {"__type": type, "message": msg} in the request's format. */
-static void send_error(tr_req *req, tr_wire_format f, int status, const char *type,
-                       const char *msg) {
-    tr_writer w;
-    tr_writer_init(&w, f);
-    tr_w_obj_begin(&w);
-    tr_w_kstr(&w, "__type", type);
-    /* AWS spells it with a capital M in this one error. */
-    tr_w_kstr(&w, strcmp(type, "SerializationException") == 0 ? "Message" : "message", msg);
-    tr_w_obj_end(&w);
-    size_t len = 0;
-    uint8_t *body = tr_writer_take(&w, &len);
-    tr_resp_set_error_type(req, type);
-    tr_resp_send(req, status, content_type(f), body, len);
-    free(body);
-}
 
 void kin_release(kin_call *c) {
     if (c->op_state_free != NULL) c->op_state_free(c->op_state);
@@ -134,14 +115,14 @@ void kin_release(kin_call *c) {
 
 void kin_finish(kin_call *c) {
     if (c->failed) {
-        send_error(c->req, c->fmt, c->status, c->err_type, c->err_msg);
+        tr_aws_send_error(c->req, c->fmt, c->status, c->err_type, c->err_msg);
     } else {
         size_t len = 0;
         uint8_t *body = tr_writer_take(&c->out, &len);
         if (body == NULL)
-            send_error(c->req, c->fmt, 500, "InternalFailure", "out of memory");
+            tr_aws_send_error(c->req, c->fmt, 500, "InternalFailure", "out of memory");
         else
-            tr_resp_send(c->req, 200, content_type(c->fmt), body, len);
+            tr_resp_send(c->req, 200, tr_aws_content_type(c->fmt), body, len);
         free(body);
     }
     kin_release(c);
@@ -195,14 +176,9 @@ static void done_on_loop(tr_task *t) {
         kin_finish(c);
 }
 
-static tr_wire_format request_format(tr_req *req) {
-    const char *ct = tr_req_header(req, "content-type");
-    return ct != NULL && strstr(ct, "cbor") != NULL ? TR_WIRE_CBOR : TR_WIRE_JSON;
-}
-
 static void on_request(tr_req *req, void *ctx) {
     tr_kinesis *k = ctx;
-    tr_wire_format fmt = request_format(req);
+    tr_wire_format fmt = tr_aws_request_format(req);
     const char *target = tr_req_target(req);
     const kin_op *op = NULL;
     if (target != NULL && strncmp(target, TARGET_PREFIX, strlen(TARGET_PREFIX)) == 0)
@@ -210,12 +186,12 @@ static void on_request(tr_req *req, void *ctx) {
     if (op == NULL) {
         char msg[300];
         snprintf(msg, sizeof msg, "Unknown operation %.200s", target ? target : "");
-        send_error(req, fmt, 400, "UnknownOperationException", msg);
+        tr_aws_send_error(req, fmt, 400, "UnknownOperationException", msg);
         return;
     }
     kin_call *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        send_error(req, fmt, 500, "InternalFailure", "out of memory");
+        tr_aws_send_error(req, fmt, 500, "InternalFailure", "out of memory");
         return;
     }
     /* The body stays put while the request is referenced, so a worker may read it. */

@@ -134,6 +134,7 @@ static const key_def keys[] = {
     {"log_level", K_LOG_LEVEL, OFF(log_level), 0, 0},
     {"tls_cert", K_PATH, OFF(tls_cert), 0, 0},
     {"tls_key", K_PATH, OFF(tls_key), 0, 0},
+    {"root_key_file", K_PATH, OFF(root_key_file), 0, 0},
     {"fsync", K_FSYNC, OFF(fsync), 0, 0},
     {"fsync_interval_ms", K_I64, OFF(fsync_interval_ms), 1, 60 * 1000},
     {"storage_threads", K_INT, OFF(storage_threads), 1, 64},

@@ -31,6 +31,7 @@ typedef struct tr_config {
     tr_log_level log_level;               /* info */
     char tls_cert[TR_CONFIG_PATH_MAX];    /* "" = plain HTTP; set with tls_key */
     char tls_key[TR_CONFIG_PATH_MAX];
+    char root_key_file[TR_CONFIG_PATH_MAX]; /* "": TRIBUTARY_ROOT_KEY, else data_dir/root.key */
     tr_config_fsync fsync;                /* always */
     int64_t fsync_interval_ms;            /* 100; used by fsync = interval */
     int storage_threads;                  /* 1 */
