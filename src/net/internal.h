@@ -27,6 +27,7 @@ typedef struct tr_kv {
 
 typedef struct tr_h2_conn tr_h2_conn;
 typedef struct tr_h2_stream tr_h2_stream;
+typedef struct tr_h1_conn tr_h1_conn;
 
 typedef enum {
     RESP_NONE = 0,   /* no answer yet */
@@ -39,6 +40,7 @@ struct tr_req {
     tr_server *srv;
     struct lws *wsi;          /* NULL once the request is dead (h2: the connection's) */
     tr_h2_stream *h2s;        /* an HTTP/2 stream spoken by h2.c (nghttp2), else NULL */
+    tr_h1_conn *h1c;          /* an HTTP/1.1 connection spoken by h1.c, else NULL */
     int refs;
     const tr_route *route;    /* NULL for built-in answers (unknown route, draining) */
     const tr_handler *handler;
@@ -113,6 +115,9 @@ tr_req *tr_req_create(tr_server *srv, struct lws *wsi, const char *uri, size_t u
 /* A request on an HTTP/2 stream of h2.c: takes the headers (*hdrs is set to NULL). */
 tr_req *tr_req_create_h2(tr_server *srv, struct lws *conn_wsi, tr_h2_stream *st,
                          const char *method, const char *path_and_query, tr_kv **hdrs);
+/* The same for a request read by h1.c on its connection. */
+tr_req *tr_req_create_h1(tr_server *srv, struct lws *conn_wsi, tr_h1_conn *c,
+                         const char *method, const char *path_and_query, tr_kv **hdrs);
 /* Routes the request (or picks a built-in handler) and runs on_headers. Returns 0 or -1. */
 int tr_req_begin(tr_req *req);
 /* A piece of body from lws: accumulates or streams. Returns 0, or -1 to drop. */
@@ -152,6 +157,17 @@ void tr_h2_on_close(tr_h2_conn *c);
 void tr_h2_submit(tr_req *req);          /* the answer is set: send HEADERS, then DATA */
 void tr_h2_resume(tr_req *req);          /* more streamed body, or its end */
 void tr_h2_unlink(tr_req *req);          /* the request dies before its stream */
+
+/* h1.c: HTTP/1.1 uploads (POST /putMedia) on the plain port, read by our own reader on a
+ * raw lws descriptor: lws 4.1 ends a body without Content-Length at 100 MiB and drops an
+ * upload after 5 s without data. The connection is the raw watcher's lws user data. */
+int tr_h1_start(tr_server *s, struct lws *wsi);  /* 0 or -1 */
+tr_h1_conn *tr_h1_of(struct lws *wsi);   /* NULL for a raw watcher that is not h1 */
+int tr_h1_on_readable(tr_h1_conn *c);    /* 0, or -1 to close */
+int tr_h1_on_writeable(tr_h1_conn *c);   /* 0, or -1 to close */
+void tr_h1_on_close(tr_h1_conn *c);
+void tr_h1_resume(tr_req *req);          /* an answer was set, or more of it, or its end */
+void tr_h1_unlink(tr_req *req);          /* the request dies before its connection */
 
 /* ws.c: the websocket events of the "http" protocol callback (server.c). */
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 to go on with the upgrade, -1 to hang up (after the

@@ -7,7 +7,12 @@
  * HTTP/2 client preface: HTTP/1.1 is handed to the HTTP/1.1 vhost, HTTP/2 stays a raw
  * descriptor spoken by h2.c with nghttp2 (lws's h2 loses custom headers, X-Amz-Target among
  * them). With TLS, ALPN decides and connections go straight to the TLS vhost. Owning the socket also gives exact
- * bind errors ("address already in use") and a way to stop accepting at shutdown. */
+ * bind errors ("address already in use") and a way to stop accepting at shutdown.
+ *
+ * A plain connection whose first request line is "POST /putMedia " (a PutMedia upload: the
+ * producers open one connection per upload) stays a raw descriptor too, spoken by our own
+ * HTTP/1.1 reader (h1.c): lws 4.1 cuts a body without Content-Length at 100 MiB and drops an
+ * upload after 5 s without data. Every other HTTP/1.1 connection goes to lws. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +30,8 @@
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"; /* RFC 9113 3.4 */
 #define H2_PREFACE_LEN (sizeof h2_preface - 1)
+static const char put_media[] = "POST /putMedia ";
+#define PUT_MEDIA_LEN (sizeof put_media - 1)
 
 static int fill_addr(const tr_config *c, struct sockaddr_storage *ss, socklen_t *sl) {
     memset(ss, 0, sizeof *ss);
@@ -138,6 +145,9 @@ static int sniff(tr_server *s, struct lws *wsi) {
     int is_h2 = memcmp(buf, h2_preface, (size_t)n) == 0;
     /* A partial preface: wait for the rest (clients send the 24 bytes in one segment). */
     if (is_h2 && (size_t)n < H2_PREFACE_LEN) return 0;
+    size_t cmp = (size_t)n < PUT_MEDIA_LEN ? (size_t)n : PUT_MEDIA_LEN;
+    int is_put = !is_h2 && memcmp(buf, put_media, cmp) == 0;
+    if (is_put && (size_t)n < PUT_MEDIA_LEN) return 0;
     /* HTTP/2 stays on this raw watcher, spoken by h2.c (nghttp2): lws's own h2 drops
      * custom request headers such as X-Amz-Target. */
     if (is_h2) {
@@ -146,6 +156,13 @@ static int sniff(tr_server *s, struct lws *wsi) {
             return -1;
         }
         return tr_h2_on_readable(tr_h2_of(wsi));
+    }
+    if (is_put) {
+        if (tr_h1_start(s, wsi) != 0) {
+            tr_warn("msg=\"cannot start an HTTP/1.1 upload connection\"");
+            return -1;
+        }
+        return tr_h1_on_readable(tr_h1_of(wsi));
     }
     /* Closing the raw watcher closes its descriptor; the duplicate keeps the socket. */
     int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -164,12 +181,15 @@ int tr_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             accept_all(s, (int)lws_get_socket_fd(wsi));
             return 0;
         }
+        if (tr_h1_of(wsi) != NULL) return tr_h1_on_readable(tr_h1_of(wsi));
         if (tr_h2_of(wsi) != NULL) return tr_h2_on_readable(tr_h2_of(wsi));
         return sniff(s, wsi);
     case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        if (tr_h1_of(wsi) != NULL) return tr_h1_on_writeable(tr_h1_of(wsi));
         return tr_h2_of(wsi) != NULL ? tr_h2_on_writeable(tr_h2_of(wsi)) : 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (wsi == s->listen_wsi) s->listen_wsi = NULL;
+        else if (tr_h1_of(wsi) != NULL) tr_h1_on_close(tr_h1_of(wsi));
         else if (tr_h2_of(wsi) != NULL) tr_h2_on_close(tr_h2_of(wsi));
         return 0;
     default:

@@ -117,14 +117,13 @@ static char *pct_decode(const char *s, size_t len) {
     return d;
 }
 
-tr_req *tr_req_create_h2(tr_server *srv, struct lws *conn_wsi, tr_h2_stream *st,
-                         const char *method, const char *path_and_query, tr_kv **hdrs) {
+/* A request whose head our own code parsed (h2.c, h1.c): takes the headers. */
+static tr_req *create_parsed(tr_server *srv, struct lws *conn_wsi, const char *method,
+                             const char *path_and_query, tr_kv **hdrs) {
     tr_req *req = calloc(1, sizeof *req);
     if (req == NULL) return NULL;
     req->srv = srv;
     req->wsi = conn_wsi;
-    req->h2s = st;
-    req->h2 = 1;
     req->refs = 1;
     req->start_ns = tr_now_ns();
     req->body_limit = srv->cfg.max_request_bytes;
@@ -140,13 +139,29 @@ tr_req *tr_req_create_h2(tr_server *srv, struct lws *conn_wsi, tr_h2_stream *st,
     if (req->path == NULL || req->query == NULL || tr_reqid_uuid4(req->id) != 0 ||
         tr_reqid_amz_id2(req->id2) != 0) {
         req->wsi = NULL;
-        req->h2s = NULL;
         tr_req_unref(req);
         return NULL;
     }
     const char *t = tr_req_header(req, "x-amz-target");
     if (t != NULL) req->target = strdup(t);
     srv->inflight++;
+    return req;
+}
+
+tr_req *tr_req_create_h2(tr_server *srv, struct lws *conn_wsi, tr_h2_stream *st,
+                         const char *method, const char *path_and_query, tr_kv **hdrs) {
+    tr_req *req = create_parsed(srv, conn_wsi, method, path_and_query, hdrs);
+    if (req != NULL) {
+        req->h2s = st;
+        req->h2 = 1;
+    }
+    return req;
+}
+
+tr_req *tr_req_create_h1(tr_server *srv, struct lws *conn_wsi, tr_h1_conn *c,
+                         const char *method, const char *path_and_query, tr_kv **hdrs) {
+    tr_req *req = create_parsed(srv, conn_wsi, method, path_and_query, hdrs);
+    if (req != NULL) req->h1c = c;
     return req;
 }
 
@@ -302,7 +317,7 @@ void tr_req_body_complete(tr_req *req) {
         return;
     }
     /* Answered early and fully written: the transaction can end now the body is read. */
-    if (req->resp == RESP_DONE && req->wsi != NULL && req->h2s == NULL)
+    if (req->resp == RESP_DONE && req->wsi != NULL && req->h2s == NULL && req->h1c == NULL)
         lws_callback_on_writable(req->wsi);
 }
 
@@ -319,6 +334,8 @@ static void finish(tr_req *req) {
 void tr_req_detach(tr_req *req) {
     if (req->h2s != NULL) {
         tr_h2_unlink(req);
+    } else if (req->h1c != NULL) {
+        tr_h1_unlink(req);
     } else if (req->wsi != NULL) {
         tr_pss *pss = lws_wsi_user(req->wsi);
         if (pss != NULL && pss->req == req) pss->req = NULL;

@@ -70,6 +70,7 @@ static void set_answer(tr_req *req, int status, const char *content_type) {
              content_type ? content_type : "application/octet-stream");
     req->resp = RESP_QUEUED;
     if (req->h2s != NULL) tr_h2_submit(req);
+    else if (req->h1c != NULL) tr_h1_resume(req);
     else lws_callback_on_writable(req->wsi);
 }
 
@@ -127,6 +128,7 @@ int tr_resp_write(tr_req *req, const void *data, size_t len) {
     if (req->wsi == NULL || !req->streaming || req->ended) return -1;
     if (out_append(req, data, len) != 0) return -1;
     if (req->h2s != NULL) tr_h2_resume(req);
+    else if (req->h1c != NULL) tr_h1_resume(req);
     else lws_callback_on_writable(req->wsi);
     return 0;
 }
@@ -135,6 +137,7 @@ int tr_resp_end(tr_req *req) {
     if (req->wsi == NULL || !req->streaming || req->ended) return -1;
     req->ended = 1;
     if (req->h2s != NULL) tr_h2_resume(req);
+    else if (req->h1c != NULL) tr_h1_resume(req);
     else lws_callback_on_writable(req->wsi);
     return 0;
 }
