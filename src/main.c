@@ -248,7 +248,9 @@ static int open_faces(app *a) {
     char data_endpoint[TR_CONFIG_PATH_MAX + 16];
     tr_config_base_url(cfg, data_endpoint, sizeof data_endpoint);
     tr_kvs_control_config kvcfg = {.data_endpoint = data_endpoint};
-    tr_kvs_media_config kmcfg = {.commits = a->commits};
+    tr_kvs_media_config kmcfg = {.commits = a->commits,
+                                 .idle_ack_ms = cfg->putmedia_idle_ack_ms,
+                                 .idle_close_ms = cfg->putmedia_idle_close_ms};
     int rc = tr_server_new(cfg, a->store, &a->srv);
     if (rc == TR_OK) rc = tr_kinesis_new(a->srv, a->data, &kcfg, &a->kinesis);
     if (rc == TR_OK) rc = tr_kvs_control_new(a->srv, a->video, &kvcfg, &a->kvs);

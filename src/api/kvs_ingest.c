@@ -12,6 +12,7 @@
 #include "util/log.h"
 #include "wire/mkv_ingest.h"
 
+/* Defaults of the face's idle_ack_ms and idle_close_ms (config putmedia_idle_*_ms). */
 #define IDLE_ACK_MS 3000        /* an IDLE ack after this long without data, and as often */
 #define IDLE_CLOSE_MS 30000     /* then the answer ends */
 
@@ -304,12 +305,14 @@ void kvs_ingest_close(kvs_ingest *ps) {
 }
 
 void kvs_ingest_tick(tr_kvs_media *k, int64_t now) {
+    int64_t idle_ack = k->cfg.idle_ack_ms > 0 ? k->cfg.idle_ack_ms : IDLE_ACK_MS;
+    int64_t idle_close = k->cfg.idle_close_ms > 0 ? k->cfg.idle_close_ms : IDLE_CLOSE_MS;
     for (kvs_ingest *ps = k->sessions; ps != NULL; ps = ps->next) {
         if (ps->closed || ps->ended || ps->failed) continue;
-        if (now - ps->last_data_ms >= IDLE_CLOSE_MS || tr_server_stopping(k->srv)) {
+        if (now - ps->last_data_ms >= idle_close || tr_server_stopping(k->srv)) {
             ps->body_done = 1;
             maybe_end(ps);
-        } else if (now - ps->last_idle_ms >= IDLE_ACK_MS) {
+        } else if (now - ps->last_idle_ms >= idle_ack) {
             ps->last_idle_ms = now;
             ack(ps, "{\"EventType\":\"IDLE\"}\n");
         }

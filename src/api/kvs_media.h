@@ -12,6 +12,8 @@ typedef struct tr_kvs_media tr_kvs_media;
 
 typedef struct tr_kvs_media_config {
     tr_notify *commits;   /* bumped on every store commit: wakes live GetMedia readers */
+    int64_t idle_ack_ms;  /* PutMedia: an IDLE ack after this long without data (0: 3 s) */
+    int64_t idle_close_ms; /* ...and the answer ends after this long (0: 30 s) */
 } tr_kvs_media_config;
 
 /* Registers the routes. Call tr_kvs_media_stop after tr_server_run returns (before

@@ -29,6 +29,8 @@ void tr_config_defaults(tr_config *c) {
     c->stream_transition_ms = 500;
     c->iterator_ttl_ms = 5 * 60 * 1000;
     c->limits_aws = 0;
+    c->putmedia_idle_ack_ms = 3000;
+    c->putmedia_idle_close_ms = 30 * 1000;
 }
 
 const char *tr_config_fsync_name(tr_config_fsync f) {
@@ -147,6 +149,8 @@ static const key_def keys[] = {
     {"iterator_ttl_ms", K_I64, OFF(iterator_ttl_ms), 1000, INT64_C(24) * 3600 * 1000},
     {"limits", K_LIMITS, OFF(limits_aws), 0, 0},
     {"public_url", K_URL, OFF(public_url), 0, 0},
+    {"putmedia_idle_ack_ms", K_I64, OFF(putmedia_idle_ack_ms), 100, 10 * 60 * 1000},
+    {"putmedia_idle_close_ms", K_I64, OFF(putmedia_idle_close_ms), 1000, 60 * 60 * 1000},
 };
 #undef OFF
 

@@ -44,6 +44,8 @@ typedef struct tr_config {
     int64_t iterator_ttl_ms;              /* 300000: shard iterators expire (AWS: 5 min) */
     int limits_aws;                       /* 0: no throughput limits; 1: AWS's per shard */
     char public_url[TR_CONFIG_PATH_MAX];  /* "" = derived from listen and TLS; see below */
+    int64_t putmedia_idle_ack_ms;         /* 3000: an IDLE ack after this long without data */
+    int64_t putmedia_idle_close_ms;       /* 30000: then the PutMedia answer ends */
 } tr_config;
 
 void tr_config_defaults(tr_config *c);

@@ -173,6 +173,21 @@ static void data_streams_keys(void **state) {
     assert_int_equal(c.iterator_ttl_ms, 2000);
 }
 
+static void putmedia_idle_keys(void **state) {
+    (void)state;
+    tr_config c;
+    char err[256];
+    tr_config_defaults(&c);
+    assert_int_equal(c.putmedia_idle_ack_ms, 3000);
+    assert_int_equal(c.putmedia_idle_close_ms, 30000);
+    assert_int_equal(tr_config_set(&c, "putmedia_idle_ack_ms", "99", err, sizeof err), -1);
+    assert_int_equal(tr_config_set(&c, "putmedia_idle_ack_ms", "500", err, sizeof err), 0);
+    assert_int_equal(c.putmedia_idle_ack_ms, 500);
+    assert_int_equal(tr_config_set(&c, "putmedia_idle_close_ms", "999", err, sizeof err), -1);
+    assert_int_equal(tr_config_set(&c, "putmedia_idle_close_ms", "2000", err, sizeof err), 0);
+    assert_int_equal(c.putmedia_idle_close_ms, 2000);
+}
+
 static void tls_pair(void **state) {
     (void)state;
     tr_config c;
@@ -220,6 +235,7 @@ int main(void) {
         cmocka_unit_test(file_errors_name_the_line),
         cmocka_unit_test(tls_pair),
         cmocka_unit_test(data_streams_keys),
+        cmocka_unit_test(putmedia_idle_keys),
         cmocka_unit_test(public_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
