@@ -20,11 +20,12 @@ PutMedia with Content-Length and with curl's chunked upload; a 30-fragment HTTP/
 GetMediaForFragmentList over HTTP/2; kill -9 during a flat-out ingest and the restart;
 concurrent producers on one stream and a producer that reconnects and re-sends; producers
 that hang up; a stream deleted under a producer and a live reader; a slow GetMedia reader and
-readers that hang up; SIGTERM with a producer and a live reader connected. The server must
-exit 0 after SIGTERM with nothing from the sanitizers in its log.
-
-A check marked XFAIL is a known bug outside the video data plane (named in the line); it
-does not fail the test while the bug stands.
+readers that hang up; SIGTERM with a producer and a live reader connected; HTTP/1.1
+uploads past 100 MiB and pauses longer than 5 s (our own HTTP/1.1 reader, not lws's); the
+idle close (a server with putmedia_idle_*_ms shortened: IDLE acks, the answer's end, then a
+clean close while the producer still holds the connection) and an ERROR answer ending while
+the body still flows; refusals of bad request heads (400, 431, 501) and 100-continue. The
+server must exit 0 after SIGTERM with nothing from the sanitizers in its log.
 """
 import http.client
 import json
@@ -80,15 +81,6 @@ def check(name, cond, detail=""):
 
 def eq(name, got, want):
     return check(name, got == want, f"got {got!r}, want {want!r}"[:600])
-
-
-def known_bug(name, cond, detail, bug):
-    """A check that fails for a reported bug outside the video data plane: not counted as a
-    failure while it fails (XFAIL), counted as passed once it passes."""
-    if cond:
-        ok(name)
-    else:
-        print(f"XFAIL - {name}: {detail} [{bug}]", flush=True)
 
 
 def now_ms():
@@ -1570,11 +1562,10 @@ def t_idle_long():
     put.finish()
     put.wait_end(15)
     idles = [a for _, a in put.acks if a.get("EventType") == "IDLE"]
-    bug = "HTTP/1.1 PutMedia connection dropped after 5 s without data (src/net, lws timeout)"
-    known_bug("7 s pause: two IDLE acks", len(idles) == 2, f"{len(idles)} IDLE", bug)
-    known_bug("7 s pause: the upload goes on, every fragment PERSISTED",
-              [a["FragmentTimecode"] for a in put.events("PERSISTED")] == [1000, 2000, 3000] and
-              put.ended, f"PERSISTED {put.persisted()}, ended {put.ended}", bug)
+    check("7 s pause: two IDLE acks", len(idles) == 2, f"{len(idles)} IDLE")
+    check("7 s pause: the upload goes on, every fragment PERSISTED",
+          [a["FragmentTimecode"] for a in put.events("PERSISTED")] == [1000, 2000, 3000] and
+          put.ended, f"PERSISTED {put.persisted()}, ended {put.ended}")
     put.close()
 
 
@@ -1686,10 +1677,9 @@ def t_long_upload():
     put.finish()
     put.wait_end(120)
     errs = put.events("ERROR")
-    known_bug(f"HTTP/1.1 chunked upload of {len(body) >> 20} MiB: every fragment PERSISTED",
-              len(put.persisted()) == n and not errs,
-              f"{len(put.persisted())} PERSISTED, ERROR {errs}",
-              "lws 4.1 ends a POST body without Content-Length after 100 MiB (src/net)")
+    check(f"HTTP/1.1 chunked upload of {len(body) >> 20} MiB: every fragment PERSISTED",
+          len(put.persisted()) == n and not errs and put.ended,
+          f"{len(put.persisted())} PERSISTED, ERROR {errs}, ended {put.ended}")
     put.close()
     cmd = ["curl", "-sS", "-N", "--http2-prior-knowledge", "-X", "POST", "-T", "-",
            "-H", "Expect:", "-H", "x-amzn-stream-name: long",
@@ -1699,6 +1689,174 @@ def t_long_upload():
     check(f"HTTP/2 upload of {len(body) >> 20} MiB: every fragment PERSISTED",
           log.curl == ["2", "200"] and len(log.persisted()) == n and not log.events("ERROR"),
           f"{log.curl} {len(log.persisted())} PERSISTED {log.events('ERROR')}")
+
+
+def putmedia_count(srv):
+    """PutMedia transactions the server has finished (its request counter)."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    m = re.search(r'^tributary_requests_total\{operation="PutMedia"\} (\d+)', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def closed_cleanly(put, timeout=10):
+    """After the answer's end: the server's FIN (recv gives b"") rather than a reset."""
+    put.sock.settimeout(timeout)
+    try:
+        while True:
+            data = put.sock.recv(65536)
+            if not data:
+                return "FIN"
+    except socket.timeout:
+        return "still open"
+    except OSError as e:
+        return f"{type(e).__name__}"
+
+
+def t_idle_close():
+    """The idle rule, on a server whose limits are shortened (IDLE after 1 s, the end after
+    3 s): IDLE acks, then the answer ends, then the connection closes cleanly, and the
+    transaction is over while the producer still holds its connection."""
+    clip = CLIPS["v"]
+    srv = Server(os.path.join(WORK, "idle"))
+    srv.start(putmedia_idle_ack_ms=1000, putmedia_idle_close_ms=3000)
+    try:
+        create("quiet2", srv=srv)
+        before = putmedia_count(srv)
+        parts, _ = clip.session([(0, 1000), (1, 2000)])
+        put = PutMedia(name="quiet2", port=srv.port)
+        push(put, parts)
+        last_data = time.time()
+        got = put.wait(lambda p: len(p.persisted()) == 1, 10)
+        check("idle close: the first fragment PERSISTED before the pause", got,
+              repr(put.events()))
+        ended = put.wait_end(15)
+        took = time.time() - last_data
+        idles = [t for t, a in put.acks if a.get("EventType") == "IDLE"]
+        check("idle close: the answer ends about 3 s after the last data",
+              ended and 2.5 <= took <= 6.5, f"ended {ended} after {took:.1f} s")
+        check("idle close: IDLE acks about every second before the end",
+              1 <= len(idles) <= 3 and all(t > last_data + 0.5 for t in idles),
+              f"{len(idles)} IDLE at {[round(t - last_data, 1) for t in idles]}")
+        eq("idle close: the transaction is over while the producer holds on",
+           putmedia_count(srv) - before, 1)
+        eq("idle close: then the server closes the connection (FIN, no reset)",
+           closed_cleanly(put), "FIN")
+        put.close()
+        # A producer that is quiet from the start (headers only) is closed the same way.
+        put = PutMedia(name="quiet2", port=srv.port)
+        ended = put.wait_end(15)
+        check("idle close with no body at all: IDLE acks, then the end",
+              ended and put.status == 200 and
+              [a.get("EventType") for _, a in put.acks][:1] == ["IDLE"],
+              f"ended {ended} status {put.status} acks {put.acks}")
+        eq("idle close with no body at all: FIN", closed_cleanly(put), "FIN")
+        put.close()
+        eq("idle server: SIGTERM exits 0", srv.stop(signal.SIGTERM), 0)
+    finally:
+        if srv.alive():
+            srv.proc.kill()
+            srv.proc.wait()
+
+
+def t_early_end():
+    """An answer that ends while the body still comes (an ERROR ack): the acks arrive whole,
+    the transaction ends at once, and the connection closes with a FIN, not a reset, although
+    the producer goes on sending for a while."""
+    clip = CLIPS["v"]
+    create("early")
+    before = putmedia_count(SRV)
+    parts, _ = clip.session([(0, 1000), (1, 2000)])
+    put = PutMedia(name="early")
+    push(put, parts)
+    check("early end: a fragment PERSISTED first", put.wait(lambda p: len(p.persisted()) == 1, 10),
+          repr(put.events()))
+    put.send(crafted_header())  # a second EBML header and Segment: ERROR 4006
+    stop = threading.Event()
+
+    def keep_sending():
+        junk = b"\xec\x80" * 16384
+        while not stop.is_set() and put.send(junk):
+            time.sleep(0.01)
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    ended = put.wait_end(10)
+    errs = put.events("ERROR")
+    check("early end: ERROR ack, then the answer ends while the body flows",
+          ended and len(errs) == 1, f"ended {ended} ERROR {errs}")
+    time.sleep(0.5)
+    eq("early end: the transaction is over before the producer stops",
+       putmedia_count(SRV) - before, 1)
+    stop.set()
+    sender.join(5)
+    eq("early end: the server closes with a FIN (the acks were not lost to a reset)",
+       closed_cleanly(put), "FIN")
+    put.close()
+
+
+def raw_exchange(data, port=None, wait=5):
+    """Sends bytes on a fresh connection; the answer up to the server's close."""
+    s = socket.create_connection(("127.0.0.1", port or SRV.port), timeout=wait)
+    out = b""
+    try:
+        s.sendall(data)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except OSError as e:
+        out += f"<{type(e).__name__}>".encode()
+    s.close()
+    return out
+
+
+def t_h1_heads():
+    """Request heads our HTTP/1.1 reader refuses, and 100-continue."""
+    create("heads")
+    base = "POST /putMedia HTTP/1.1\r\nHost: x\r\nx-amzn-stream-name: heads\r\n"
+    for label, head, status in (
+            ("a header without a colon", base + "Bad Header\r\n\r\n", 400),
+            ("a space before the colon", base + "Bad : x\r\n\r\n", 400),
+            ("no Host", "POST /putMedia HTTP/1.1\r\nA: b\r\n\r\n", 400),
+            ("HTTP/2.0 in the request line", "POST /putMedia HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+            ("a 20 KB header", base + "X-Pad: " + "a" * 20000 + "\r\n\r\n", 431),
+            ("101 headers", base + "".join(f"X-{i}: {i}\r\n" for i in range(99)) + "\r\n", 431),
+            ("Transfer-Encoding: gzip", base + "Transfer-Encoding: gzip\r\n\r\n", 501),
+            ("chunked and a Content-Length", base + "Transfer-Encoding: chunked\r\n"
+             "Content-Length: 5\r\n\r\n", 400),
+            ("a bad Content-Length", base + "Content-Length: 5x\r\n\r\n", 400)):
+        out = raw_exchange(head.encode())
+        line = out.split(b"\r\n", 1)[0].decode(errors="replace")
+        check(f"PutMedia head with {label}: {status}, then the close",
+              line.startswith(f"HTTP/1.1 {status} ") and b"Connection: close" in out and
+              out.endswith(b"}"), repr(out[:200]))
+    # 100-continue: the interim answer, then the acks' answer, then the body.
+    s = socket.create_connection(("127.0.0.1", SRV.port), timeout=5)
+    s.sendall((base + "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").encode())
+    first = b""
+    while b"\r\n\r\n" not in first:
+        first += s.recv(1)
+    eq("Expect: 100-continue: 100 Continue first", first, b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(b"0\r\n\r\n")
+    rest = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    except OSError:
+        pass
+    s.close()
+    check("Expect: 100-continue: then 200 and an answer that ends", rest.startswith(
+        b"HTTP/1.1 200 ") and rest.endswith(b"0\r\n\r\n"), repr(rest[-200:]))
+    # Only the first request line decides: a GET first stays with lws, as does a later PutMedia.
+    out = raw_exchange(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check("GET /health on the plain port: still served (lws)", out.startswith(b"HTTP/1.1 200"),
+          repr(out[:100]))
 
 
 def t_curl_http1():
@@ -1905,7 +2063,8 @@ def t_shutdown():
 
 SECTIONS = [t_realtime, t_flat_relative, t_list_fragments, t_get_media, t_audio_video, t_http2,
             t_http2_flat, t_curl_http1, t_metadata, t_odd_uploads, t_idle_long, t_errors, t_big_fragment, t_not_active,
-            t_concurrency, t_crash, t_readers, t_hangups, t_long_upload, t_shutdown]
+            t_concurrency, t_crash, t_readers, t_hangups, t_long_upload, t_idle_close, t_early_end,
+            t_h1_heads, t_shutdown]
 
 
 def main():
