@@ -3,9 +3,23 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+/* Writes v as exactly `width` decimal digits (v < 10^width). */
+static void fixed_digits(char *out, int width, uint64_t v) {
+    for (int i = width - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 void tr_seqnum_format(const tr_seqnum *sn, char *out) {
-    snprintf(out, TR_SEQNUM_DIGITS + 1, "49%016" PRIu64 "%018" PRIu32 "%020" PRIu64,
-             (uint64_t)(sn->stream_id % 10000000000000000ull), sn->shard_index, sn->seq);
+    /* "49%016" PRIu64 "%018" PRIu32 "%020" PRIu64, without snprintf (a tenth of the CPU of
+     * answers that carry many sequence numbers) */
+    out[0] = '4';
+    out[1] = '9';
+    fixed_digits(out + 2, 16, sn->stream_id % 10000000000000000ull);
+    fixed_digits(out + 18, 18, sn->shard_index);
+    fixed_digits(out + 36, 20, sn->seq);
+    out[TR_SEQNUM_DIGITS] = '\0';
 }
 
 static int digits(const char *s, size_t n, uint64_t *out) {

@@ -277,6 +277,10 @@ uint8_t *tr_w_json_raw(tr_writer *w, size_t len) {
     return d;
 }
 
+void tr_w_json_unreserve(tr_writer *w, size_t n) {
+    if (!w->failed && n <= w->len) w->len -= n;
+}
+
 void tr_w_kstr(tr_writer *w, const char *key, const char *s) {
     tr_w_key(w, key);
     tr_w_str(w, s);

@@ -44,6 +44,9 @@ void tr_w_time_ms(tr_writer *w, int64_t epoch_ms);
  * (a separator is written before it as for any value). NULL if the writer has failed. For
  * answers that repeat one shape many times (PutRecords' results). */
 uint8_t *tr_w_json_raw(tr_writer *w, size_t len);
+/* Gives back the last n bytes of what tr_w_json_raw reserved, when the value came out
+ * shorter than the room asked for. */
+void tr_w_json_unreserve(tr_writer *w, size_t n);
 
 /* key + value shorthands */
 void tr_w_kstr(tr_writer *w, const char *key, const char *s);
