@@ -234,6 +234,7 @@ static int open_services(app *a) {
                             .with_catalog = data_catalog_lock, .with_catalog_ctx = a->data};
     if ((rc = tr_video_open(a->catalog, a->store, &vcfg, &a->video)) == TR_OK)
         rc = tr_media_open(a->video, &a->media);
+    if (rc == TR_OK) tr_media_set_kms(a->media, a->kms);
     if (rc != TR_OK) {
         fprintf(stderr, "tributary: cannot load video streams: %s\n", tr_strerror(rc));
         return -1;
@@ -244,7 +245,8 @@ static int open_services(app *a) {
 /* The server and the API faces on its routes. */
 static int open_faces(app *a) {
     const tr_config *cfg = a->cfg;
-    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = a->commits};
+    tr_kinesis_config kcfg = {.aws_limits = cfg->limits_aws, .commits = a->commits,
+                              .kms = a->kms};
     char data_endpoint[TR_CONFIG_PATH_MAX + 16];
     tr_config_base_url(cfg, data_endpoint, sizeof data_endpoint);
     tr_kvs_control_config kvcfg = {.data_endpoint = data_endpoint};

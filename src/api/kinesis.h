@@ -5,6 +5,7 @@
 #define TR_API_KINESIS_H
 
 #include "data/streams.h"
+#include "kms/kms.h"
 #include "net/server.h"
 #include "util/notify.h"
 
@@ -13,6 +14,7 @@ typedef struct tr_kinesis tr_kinesis;
 typedef struct tr_kinesis_config {
     int aws_limits;     /* 1: per-shard throughput limits as AWS enforces them (--limits aws) */
     tr_notify *commits; /* bumped by the store's commit hook: wakes SubscribeToShard feeds */
+    tr_kms *kms;        /* seals the records of encrypted streams */
 } tr_kinesis_config;
 
 /* Registers the routes on the server's router. The service must outlive the server. */

@@ -179,6 +179,17 @@ int kin_position(kin_call *c, const tr_data_stream *s, const tr_data_shard *sh,
                  const char *type, const char *type_member, const char *seq_text,
                  const int64_t *ts_ms, uint64_t *seq);
 
+/* kinesis_crypto.c: records at rest. kin_seal_records seals the records of an encrypted
+ * stream (owned[i] takes each sealed buffer); kin_open_records opens a read batch's sealed
+ * records in place. They return 0 / TR_OK, or an error (recorded, for the seal). */
+struct tr_kms;
+int kin_seal_records(kin_call *c, const tr_data_stream *s, tr_record_in *recs, uint8_t **owned,
+                     size_t n);
+int kin_open_records(struct tr_kms *kms, const tr_data_stream *s, struct tr_read_batch *b);
+/* The Kinesis error name of a key service failure (KMSDisabledException, ...). */
+const char *kin_kms_error_type(int rc);
+int kin_kms_fail(kin_call *c, int rc, const char *key_id);
+
 /* kinesis_subscribe.c: SubscribeToShard, a feed (api/feed.h). */
 void kin_subscribe(kin_call *c);
 

@@ -457,6 +457,7 @@ void kin_put_record(kin_call *c) {
         return;
     }
     if (read_tree_record(c, p, 0, c->in, 0) != 0) return;
+    if (kin_seal_records(c, s, p->recs, p->owned, p->n) != 0) return;
     if (put_start(p, 1) != TR_OK) {
         kin_fail(c, 500, "InternalFailure", "out of memory");
         return;
@@ -506,7 +507,7 @@ void kin_put_records(kin_call *c) {
     if (!c->failed && total > limit)
         kin_fail(c, 400, "InvalidArgumentException", "Records size exceeds %zu MB limit",
                  limit / (1024 * 1024));
-    if (c->failed) return;
+    if (c->failed || kin_seal_records(c, s, p->recs, p->owned, p->n) != 0) return;
     if (put_start(p, 1) != TR_OK) {
         kin_fail(c, 500, "InternalFailure", "out of memory");
         return;
@@ -681,7 +682,7 @@ void kin_w_records(tr_writer *w, const tr_data_stream *s, uint32_t shard_index,
         tr_w_blob(w, r->data, r->data_len);
         tr_w_key(w, "PartitionKey");
         tr_w_strn(w, (const char *)r->pkey, r->pkey_len);
-        if (s->encrypted) tr_w_kstr(w, "EncryptionType", "KMS");
+        if (r->flags & TR_FLAG_ENCRYPTED) tr_w_kstr(w, "EncryptionType", "KMS");
         tr_w_obj_end(w);
     }
     tr_w_arr_end(w);
@@ -765,8 +766,12 @@ void kin_get_records(kin_call *c) {
     tr_read_batch b;
     tr_read_batch_init(&b);
     int rc = tr_shard_read(sh->log, it.next_seq, (size_t)limit, MAX_GET_BYTES, &b);
-    if (rc != TR_OK) {
+    if (rc == TR_OK && (rc = kin_open_records(c->k->cfg.kms, s, &b)) != TR_OK) {
+        kin_kms_fail(c, rc, s->key_id);
+    } else if (rc != TR_OK) {
         kin_fail(c, 500, "InternalFailure", "Internal service failure: %s", tr_strerror(rc));
+    }
+    if (rc != TR_OK) {
         tr_read_batch_free(&b);
         tr_data_put(s);
         return;

@@ -532,6 +532,8 @@ void kin_update_shard_count(kin_call *c) {
 static void set_encryption(kin_call *c, int on) {
     tr_data_stream *s = kin_stream(c);
     const char *type = NULL, *key = NULL;
+    tr_kms_key_info info;
+    int rc = TR_OK;
     if (s == NULL || kin_str(c, "EncryptionType", "encryptionType", 1, 1, 16, &type) != 0 ||
         kin_str(c, "KeyId", "keyId", 1, 1, 2048, &key) != 0) {
         tr_data_put(s);
@@ -539,6 +541,11 @@ static void set_encryption(kin_call *c, int on) {
     }
     if (strcmp(type, "KMS") != 0) {
         kin_invalid(c, type, "encryptionType", "Member must satisfy enum value set: [KMS, NONE]");
+    } else if (on && c->k->cfg.kms != NULL &&
+               (rc = tr_kms_describe(c->k->cfg.kms, key, &info)) == TR_OK && !info.enabled) {
+        kin_kms_fail(c, TR_KMS_EDISABLED, key);
+    } else if (on && rc != TR_OK) {
+        kin_kms_fail(c, rc, key);
     } else {
         tr_data_err err;
         if (tr_data_set_encryption(c->k->data, s, on, key, &err) != 0)

@@ -26,6 +26,7 @@ typedef struct kin_sub {
     tr_data_stream *s;          /* referenced */
     uint32_t shard_index;
     tr_wire_format fmt;
+    tr_kms *kms;                /* opens sealed records */
     uint64_t next_seq;          /* the feed thread's, after the start */
     int64_t expires_ms;
     int64_t last_event_ms;
@@ -76,6 +77,7 @@ static int next_event(kin_sub *sub, uint8_t **out, size_t *out_len, int *end, in
     tr_read_batch b;
     tr_read_batch_init(&b);
     int rc = tr_shard_read(sh->log, sub->next_seq, EVENT_MAX_RECORDS, EVENT_MAX_BYTES, &b);
+    if (rc == TR_OK) rc = kin_open_records(sub->kms, sub->s, &b);
     if (rc != TR_OK) {
         tr_read_batch_free(&b);
         return rc;
@@ -118,9 +120,9 @@ static tr_feed_step sub_next(void *state, int64_t now, uint8_t **msg, size_t *le
     int rc = next_event(sub, msg, len, end, &more);
     if (rc != TR_OK) {
         char text[160];
-        snprintf(text, sizeof text, "Internal service failure: %s", tr_strerror(rc));
+        snprintf(text, sizeof text, "Internal service failure: %s", tr_kms_strerror(rc));
         *end = 1;
-        if (encode_exception("InternalFailure", text, msg, len) != 0) *msg = NULL, *len = 0;
+        if (encode_exception(kin_kms_error_type(rc), text, msg, len) != 0) *msg = NULL, *len = 0;
         return TR_FEED_SENT;
     }
     sub->last_event_ms = now;
@@ -204,6 +206,7 @@ void kin_subscribe(kin_call *c) {
     sub->s = s;
     sub->shard_index = (uint32_t)sh->index;
     sub->fmt = c->fmt;
+    sub->kms = c->k->cfg.kms;
     sub->next_seq = seq;
     sub->expires_ms = kin_now_ms() + SUBSCRIPTION_MS;
     sub->last_event_ms = 0; /* the first event goes out at once */

@@ -152,7 +152,7 @@ static int chunk_of(media_feed *m, uint64_t seq, int64_t now, uint8_t **msg, siz
     tr_fragment f;
     tr_ebml_buf b;
     tr_ebml_buf_init(&b, TR_MAX_FRAGMENT_BYTES + 65536);
-    int rc = tr_media_read(m->s, seq, &m->batch, &f);
+    int rc = tr_media_read(m->media, m->s, seq, &m->batch, &f);
     if (rc == TR_OK) {
         tr_frag_entry last;
         int64_t behind = 0;
@@ -167,8 +167,10 @@ static int chunk_of(media_feed *m, uint64_t seq, int64_t now, uint8_t **msg, siz
                                 f.tags_len, &meta) == 0 ? TR_OK : TR_ENOMEM;
     } else {
         tr_warn("msg=\"GetMedia cannot read fragment\" stream=%s fragment=%s err=\"%s\"",
-                m->s->name, number, tr_strerror(rc));
-        rc = tr_mkv_chunk_error(&b, NULL, 0, number, 4000, "FRAGMENT_NOT_FOUND") == 0
+                m->s->name, number, tr_kms_strerror(rc));
+        int id = rc == TR_ENOENT ? 0 : kvs_kms_error_id(rc);
+        rc = tr_mkv_chunk_error(&b, NULL, 0, number, id ? id : 4000,
+                                id ? tr_kvs_error_name(id) : "FRAGMENT_NOT_FOUND") == 0
                  ? TR_ENOENT : TR_ENOMEM;
     }
     if (rc == TR_ENOMEM) {

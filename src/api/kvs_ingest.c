@@ -191,24 +191,20 @@ static int on_fragment(void *ctx, const tr_mkv_fragment *f) {
     m->cluster_len = f->cluster_len;
     m->tags = f->tags;
     m->tags_len = f->tags != NULL ? f->tags_len : 0;
-    size_t size = tr_fragment_size(m);
-    if (size > TR_MAX_FRAGMENT_BYTES) { /* the parser stops clusters at 50 MB before this */
+    /* Sealed under the stream's KmsKeyId; the meta points at the stored copy from now on. */
+    size_t size = 0;
+    int rc = tr_media_encode(ps->k->media, ps->s, m, &pf->buf, &size);
+    if (rc != TR_OK) {
         free(pf);
-        return TR_KVS_MAX_FRAGMENT_SIZE_REACHED;
+        if (rc == TR_ETOOBIG) return TR_KVS_MAX_FRAGMENT_SIZE_REACHED; /* the parser stops first */
+        return kvs_kms_error_id(rc) ? kvs_kms_error_id(rc) : TR_KVS_INTERNAL_ERROR;
     }
-    if ((pf->buf = malloc(size)) == NULL) {
-        free(pf);
-        return TR_KVS_INTERNAL_ERROR;
-    }
-    tr_fragment_encode(m, pf->buf);
-    /* The stored copy is what the meta points at from now on. */
-    tr_fragment_decode(pf->buf, size, m);
     pf->ps = ps;
     pf->task.fn = persisted_on_loop;
     pf->rec = (tr_record_in){.producer_ms = m->producer_ms, .flags = TR_KIND_FRAGMENT,
                              .data = pf->buf, .data_len = (uint32_t)size};
     ack_event(ps, "RECEIVED", f->timecode, "");
-    int rc = tr_store_append(tr_video_store(ps->k->video), ps->s->log, &pf->rec, 1,
+    rc = tr_store_append(tr_video_store(ps->k->video), ps->s->log, &pf->rec, 1,
                              on_appended, pf);
     if (rc != TR_OK) {
         free(pf->buf);

@@ -6,6 +6,16 @@
 #include "api/feed.h"
 #include "api/kvs_media_int.h"
 #include "util/error.h"
+#include "wire/mkv_ingest.h"
+
+int kvs_kms_error_id(int rc) {
+    switch (rc) {
+    case TR_ENOENT: return TR_KVS_KMS_KEY_NOT_FOUND;
+    case TR_KMS_EDISABLED: return TR_KVS_KMS_KEY_DISABLED;
+    case TR_KMS_EBADCIPHER: return TR_KVS_KMS_KEY_INVALID_STATE;
+    default: return 0;
+    }
+}
 
 int tr_kvs_media_new(tr_server *srv, tr_media *media, const tr_kvs_media_config *cfg,
                      tr_kvs_media **out) {

@@ -22,5 +22,7 @@ int kvs_putmedia_register(tr_kvs_media *k);
 int kvs_putmedia_ws_register(tr_kvs_media *k);
 /* kvs_getmedia.c */
 int kvs_getmedia_register(tr_kvs_media *k);
+/* kvs_media.c: the KVS ErrorId (4500..4506) of a key service failure; 0 for other errors. */
+int kvs_kms_error_id(int rc);
 
 #endif

@@ -19,11 +19,14 @@ enum {
 };
 #define TR_FLAG_KIND_MASK 0xffu
 #define TR_FLAG_ENCRYPTED 0x100u /* payload is sealed by the kms layer */
+#define TR_SEAL_MAX_OVERHEAD 64u /* what sealing may add to a payload (kms: 33 bytes) */
 
-/* The payload limit of a record of these flags: video fragments may be larger than data. */
+/* The payload limit of a record of these flags: video fragments may be larger than data, and
+ * a sealed payload carries the seal's overhead on top of its limit. */
 static inline uint32_t tr_record_max_bytes(uint32_t flags) {
-    return (flags & TR_FLAG_KIND_MASK) == TR_KIND_FRAGMENT ? TR_MAX_FRAGMENT_BYTES
-                                                           : TR_MAX_RECORD_BYTES;
+    uint32_t max = (flags & TR_FLAG_KIND_MASK) == TR_KIND_FRAGMENT ? TR_MAX_FRAGMENT_BYTES
+                                                                   : TR_MAX_RECORD_BYTES;
+    return flags & TR_FLAG_ENCRYPTED ? max + TR_SEAL_MAX_OVERHEAD : max;
 }
 
 /* A record as given to an append: the caller owns every buffer. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kms/kms.h"
 #include "util/bytes.h"
 
 #define MAGIC 0x31465254u /* "TRF1" */
@@ -41,14 +42,24 @@ int tr_fragment_decode(const uint8_t *buf, size_t len, tr_fragment *f) {
     f->timecode = tr_get_u64(buf + 32);
     f->frame_count = tr_get_u32(buf + 40);
     uint64_t hl = tr_get_u32(buf + 44), cl = tr_get_u32(buf + 48), tl = tr_get_u32(buf + 52);
-    if (TR_FRAGMENT_META_BYTES + hl + cl + tl != len) return -1;
-    f->header = buf + TR_FRAGMENT_META_BYTES;
+    uint64_t seal = f->flags & TR_FRAGMENT_SEALED ? TR_KMS_SEAL_OVERHEAD : 0;
+    if (TR_FRAGMENT_META_BYTES + seal + hl + cl + tl != len) return -1;
     f->header_len = (size_t)hl;
-    f->cluster = f->header + hl;
     f->cluster_len = (size_t)cl;
-    f->tags = tl > 0 ? f->cluster + cl : NULL;
     f->tags_len = (size_t)tl;
+    if (seal) {
+        f->sealed = buf + TR_FRAGMENT_META_BYTES;
+        f->sealed_len = len - TR_FRAGMENT_META_BYTES;
+        return 0;
+    }
+    tr_fragment_view(f, buf + TR_FRAGMENT_META_BYTES);
     return 0;
+}
+
+void tr_fragment_view(tr_fragment *f, const uint8_t *plain) {
+    f->header = plain;
+    f->cluster = f->header + f->header_len;
+    f->tags = f->tags_len > 0 ? f->cluster + f->cluster_len : NULL;
 }
 
 void tr_fragment_number(uint64_t stream_id, uint64_t seq, char out[TR_FRAGMENT_NUMBER_DIGITS + 1]) {

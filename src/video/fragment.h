@@ -18,6 +18,11 @@
 
 #define TR_FRAGMENT_META_BYTES 56
 #define TR_FRAGMENT_KEY_FIRST 0x1u   /* flags: the fragment starts with a keyframe */
+/* flags: header, cluster and tags are sealed (kms/kms.h) as one payload after the meta, which
+ * stays clear (and is the seal's AAD) so that the index is built without keys:
+ *   meta (56 bytes) | sealed(header | Cluster | Tags)
+ * The lengths in the meta are the plaintext's. */
+#define TR_FRAGMENT_SEALED 0x2u
 
 /* Fragment numbers as clients see them: "91" + stream id (15 digits) + the shard's record
  * sequence number (20 digits): they grow in ingestion order and compare as numbers. */
@@ -36,6 +41,10 @@ typedef struct tr_fragment {
     size_t cluster_len;
     const uint8_t *tags;      /* NULL when the producer sent none */
     size_t tags_len;
+    /* A sealed fragment (TR_FRAGMENT_SEALED) as decoded: header, cluster and tags are NULL
+     * until opened (video/media.h), and this is the sealed part. */
+    const uint8_t *sealed;
+    size_t sealed_len;
 } tr_fragment;
 
 /* The encoded size of f. */
@@ -44,6 +53,8 @@ size_t tr_fragment_size(const tr_fragment *f);
 void tr_fragment_encode(const tr_fragment *f, uint8_t *out);
 /* Views a stored payload; pointers point into buf. Returns 0, or -1 when it is not one. */
 int tr_fragment_decode(const uint8_t *buf, size_t len, tr_fragment *f);
+/* Points header, cluster and tags into the opened plaintext of a sealed fragment. */
+void tr_fragment_view(tr_fragment *f, const uint8_t *plain);
 
 void tr_fragment_number(uint64_t stream_id, uint64_t seq, char out[TR_FRAGMENT_NUMBER_DIGITS + 1]);
 /* Parses one of ours; -1 when the text is not a fragment number of this stream. */

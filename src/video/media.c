@@ -1,11 +1,13 @@
 #include "video/media.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/record.h"
+#include "util/bytes.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -20,6 +22,7 @@ typedef struct stream_index {
 
 struct tr_media {
     tr_video *video;
+    tr_kms *kms;                /* NULL: fragments stored clear */
     pthread_mutex_t mu;         /* guards the table */
     stream_index **v;
     size_t n, cap;
@@ -47,6 +50,51 @@ void tr_media_close(tr_media *m) {
 }
 
 tr_video *tr_media_video(tr_media *m) { return m->video; }
+
+void tr_media_set_kms(tr_media *m, tr_kms *kms) { m->kms = kms; }
+
+/* A fragment's AAD: its stream and its clear meta, so that neither can be swapped. */
+static void fragment_aad(const tr_video_stream *s, const uint8_t *meta,
+                         uint8_t out[8 + TR_FRAGMENT_META_BYTES]) {
+    tr_put_u64(out, (uint64_t)s->id);
+    memcpy(out + 8, meta, TR_FRAGMENT_META_BYTES);
+}
+
+int tr_media_encode(tr_media *m, const tr_video_stream *s, tr_fragment *f, uint8_t **buf,
+                    size_t *size) {
+    size_t plain = tr_fragment_size(f);
+    if (m->kms == NULL) {
+        if (plain > TR_MAX_FRAGMENT_BYTES) return TR_ETOOBIG;
+        if ((*buf = malloc(plain)) == NULL) return TR_ENOMEM;
+        tr_fragment_encode(f, *buf);
+        *size = plain;
+        return tr_fragment_decode(*buf, plain, f) == 0 ? TR_OK : TR_EINVAL;
+    }
+    size_t sealed = plain + TR_KMS_SEAL_OVERHEAD;
+    if (plain > TR_MAX_FRAGMENT_BYTES) return TR_ETOOBIG;
+    uint8_t *b = malloc(sealed);
+    if (b == NULL) return TR_ENOMEM;
+    /* Encoded with its meta TR_KMS_SEAL_HEADER bytes in, so that the body lands where the
+     * ciphertext goes and is sealed in place; then the meta moves to the front. */
+    f->flags |= TR_FRAGMENT_SEALED;
+    tr_fragment_encode(f, b + TR_KMS_SEAL_HEADER);
+    memmove(b, b + TR_KMS_SEAL_HEADER, TR_FRAGMENT_META_BYTES);
+    uint8_t aad[8 + TR_FRAGMENT_META_BYTES];
+    fragment_aad(s, b, aad);
+    char purpose[48];
+    snprintf(purpose, sizeof purpose, "kinesisvideo/%lld", (long long)s->id);
+    uint8_t *body = b + TR_FRAGMENT_META_BYTES;
+    int rc = tr_kms_seal(m->kms, s->kms_key_id, purpose, aad, sizeof aad,
+                         body + TR_KMS_SEAL_HEADER, plain - TR_FRAGMENT_META_BYTES, body);
+    if (rc == TR_OK && tr_fragment_decode(b, sealed, f) != 0) rc = TR_EINVAL;
+    if (rc != TR_OK) {
+        free(b);
+        return rc;
+    }
+    *buf = b;
+    *size = sealed;
+    return TR_OK;
+}
 
 void tr_media_entry(uint64_t seq, const tr_fragment *f, size_t size, tr_frag_entry *e) {
     e->seq = seq;
@@ -143,7 +191,8 @@ tr_frag_index *tr_media_index(tr_media *m, const tr_video_stream *s, int want_bu
     return x->index;
 }
 
-int tr_media_read(const tr_video_stream *s, uint64_t seq, tr_read_batch *b, tr_fragment *f) {
+int tr_media_read(tr_media *m, const tr_video_stream *s, uint64_t seq, tr_read_batch *b,
+                  tr_fragment *f) {
     int rc = tr_shard_read(s->log, seq, 1, 1, b);
     if (rc != TR_OK) return rc;
     if (b->count == 0 || b->records[0].seq != seq) return TR_ENOENT;
@@ -151,5 +200,15 @@ int tr_media_read(const tr_video_stream *s, uint64_t seq, tr_read_batch *b, tr_f
     if ((r->flags & TR_FLAG_KIND_MASK) != TR_KIND_FRAGMENT ||
         tr_fragment_decode(r->data, r->data_len, f) != 0)
         return TR_ENOENT;
+    if (!(f->flags & TR_FRAGMENT_SEALED)) return TR_OK;
+    if (m->kms == NULL) return TR_KMS_EBADCIPHER;
+    uint8_t aad[8 + TR_FRAGMENT_META_BYTES], *plain;
+    size_t plain_len;
+    fragment_aad(s, r->data, aad);
+    /* The batch's buffer is the reader's own: opened in place. */
+    rc = tr_kms_open_sealed(m->kms, aad, sizeof aad, (uint8_t *)f->sealed, f->sealed_len, &plain,
+                            &plain_len);
+    if (rc != TR_OK) return rc;
+    tr_fragment_view(f, plain);
     return TR_OK;
 }
