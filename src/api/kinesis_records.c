@@ -673,7 +673,7 @@ void kin_w_records(tr_writer *w, const tr_data_stream *s, uint32_t shard_index,
     tr_w_arr_begin(w);
     for (size_t i = 0; i < b->count; i++) {
         const tr_record *r = &b->records[i];
-        if (w->format == TR_WIRE_JSON && w_json_record(w, digits, r, s->encrypted) == 0)
+        if (w->format == TR_WIRE_JSON && w_json_record(w, digits, r, (r->flags & TR_FLAG_ENCRYPTED) != 0) == 0)
             continue;
         tr_w_obj_begin(w);
         kin_w_seq(w, "SequenceNumber", s, shard_index, r->seq);

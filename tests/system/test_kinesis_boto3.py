@@ -1770,7 +1770,8 @@ def t_restart():
     put_some("a", 150)
     KIN.add_tags_to_stream(StreamName="durable", Tags={"keep": "me"})
     KIN.increase_stream_retention_period(StreamName="durable", RetentionPeriodHours=72)
-    KIN.start_stream_encryption(StreamName="durable", EncryptionType="KMS", KeyId="k1")
+    KIN.start_stream_encryption(StreamName="durable", EncryptionType="KMS",
+                                KeyId="alias/aws/kinesis")
     KIN.enable_enhanced_monitoring(StreamName="durable", ShardLevelMetrics=["IncomingRecords"])
     desc_before = KIN.describe_stream(StreamName="durable")["StreamDescription"]
     old_iters = {s["ShardId"]: iterator("durable", s["ShardId"]) for s in desc_before["Shards"]}
@@ -1798,7 +1799,7 @@ def t_restart():
     d = KIN.describe_stream(StreamName="durable")["StreamDescription"]
     eq("after restart: same shards", d["Shards"], desc_before["Shards"])
     eq("after restart: retention", d["RetentionPeriodHours"], 72)
-    eq("after restart: encryption", (d.get("EncryptionType"), d.get("KeyId")), ("KMS", "k1"))
+    eq("after restart: encryption", (d.get("EncryptionType"), d.get("KeyId")), ("KMS", "alias/aws/kinesis"))
     eq("after restart: monitoring", d["EnhancedMonitoring"][0]["ShardLevelMetrics"], ["IncomingRecords"])
     eq("after restart: tags", KIN.list_tags_for_stream(StreamName="durable")["Tags"],
        [{"Key": "keep", "Value": "me"}])
