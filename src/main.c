@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/kinesis.h"
+#include "auth/auth.h"
 #include "api/kms.h"
 #include "api/kvs_control.h"
 #include "api/kvs_media.h"
@@ -188,6 +189,7 @@ typedef struct app {
     tr_kvs_control *kvs;
     tr_kvs_media *kvs_media;
     tr_kms_api *kms_api;
+    tr_auth *auth;          /* NULL: no credentials (loopback only, every request passes) */
 } app;
 
 /* The catalog and the store. Prints why on failure. */
@@ -282,6 +284,30 @@ static void close_all(app *a) {
     tr_kms_close(a->kms);
     tr_notify_free(a->commits);
     tr_catalog_close(a->catalog);
+    tr_auth_free(a->auth);
+}
+
+/* Credentials and policies (docs/security.md). Without credentials the server serves
+ * loopback only: anyone who can reach it could do anything. Returns 0, or 2 (said why). */
+static int open_auth(app *a) {
+    const tr_config *cfg = a->cfg;
+    char err[1200];
+    if (cfg->credentials_file[0] == '\0') {
+        if (tr_config_is_loopback(cfg->listen_host)) return 0;
+        fprintf(stderr,
+                "tributary: refusing to listen on %s without credentials: every client could "
+                "do anything. Set credentials_file (see docs/security.md), or listen on a "
+                "loopback address such as 127.0.0.1\n",
+                cfg->listen_host);
+        return 2;
+    }
+    if (tr_auth_open(cfg->credentials_file, cfg->policy_file, &a->auth, err, sizeof err) != 0) {
+        fprintf(stderr, "tributary: %s\n", err);
+        return 2;
+    }
+    if (cfg->policy_file[0] == '\0')
+        tr_warn("msg=\"credentials without policy_file: every request is denied\"");
+    return 0;
 }
 
 /* Opens what the server serves, runs it, and closes everything in reverse order. */
@@ -289,18 +315,23 @@ static int serve(const tr_config *cfg) {
     tr_log_set_level(cfg->log_level);
     if (ensure_dir(cfg->data_dir) != 0) return 1;
     app a = {.cfg = cfg};
-    int status = 1;
+    int status = open_auth(&a);
+    if (status != 0) return status;
+    status = 1;
     char err[1200];
     if (open_storage(&a) != 0 || open_services(&a) != 0 || open_faces(&a) != 0) {
         /* said why */
+    } else if (a.auth != NULL && tr_auth_install(a.auth, a.srv) != 0) {
+        fprintf(stderr, "tributary: cannot install authentication\n");
     } else if (tr_server_listen(a.srv, err, sizeof err) != 0) {
         fprintf(stderr, "tributary: %s\n", err);
     } else {
         tr_info("msg=\"tributary listening\" version=%s listen=%s:%d tls=%s data_dir=\"%s\" "
-                "fsync=%s fsync_interval_ms=%lld storage_threads=%d worker_threads=%d",
+                "fsync=%s fsync_interval_ms=%lld storage_threads=%d worker_threads=%d auth=%s",
                 TR_VERSION, cfg->listen_host, cfg->listen_port, cfg->tls_cert[0] ? "on" : "off",
                 cfg->data_dir, tr_config_fsync_name(cfg->fsync),
-                (long long)cfg->fsync_interval_ms, cfg->storage_threads, cfg->worker_threads);
+                (long long)cfg->fsync_interval_ms, cfg->storage_threads, cfg->worker_threads,
+                a.auth ? "sigv4" : "off (loopback)");
         status = tr_server_run(a.srv) == 0 ? 0 : 1;
     }
     close_all(&a);

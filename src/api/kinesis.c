@@ -154,6 +154,34 @@ static int scan_put_records(kin_call *c) {
     return 0;
 }
 
+/* ---- authorization (docs/security.md) ---- */
+
+int kin_authorize(kin_call *c, const char *resource) {
+    char action[96], msg[900];
+    snprintf(action, sizeof action, "kinesis:%s", c->op->name);
+    if (tr_req_authorize(c->req, action, resource, msg, sizeof msg)) return 0;
+    return kin_fail(c, 400, "AccessDeniedException", "%s", msg);
+}
+
+/* The resource a call acts on, from its input: the stream (by ARN, or the ARN its name has
+ * or would have), the consumer or tagged resource, else "*" (ListStreams, DescribeLimits).
+ * GetRecords names its stream only inside the iterator: kin_get_records asks itself. */
+static int authorize_input(kin_call *c) {
+    if (c->op->fn == kin_get_records) return 0;
+    const char *arn = json_string_value(json_object_get(c->in, "StreamARN"));
+    const char *name = json_string_value(json_object_get(c->in, "StreamName"));
+    if (arn == NULL) arn = json_string_value(json_object_get(c->in, "ConsumerARN"));
+    if (arn == NULL) arn = json_string_value(json_object_get(c->in, "ResourceARN"));
+    char built[400];
+    if (arn == NULL && name != NULL) {
+        const tr_data_config *cfg = tr_data_cfg(c->k->data);
+        snprintf(built, sizeof built, "arn:aws:kinesis:%s:%s:stream/%.256s", cfg->region,
+                 cfg->account, name);
+        arn = built;
+    }
+    return kin_authorize(c, arn != NULL ? arn : "*");
+}
+
 /* The body is parsed here, off the loop: for PutRecords it is most of the work. */
 static void run_on_worker(tr_work *w) {
     kin_call *c = (kin_call *)w;
@@ -165,6 +193,7 @@ static void run_on_worker(tr_work *w) {
                  c->in == NULL ? err : "The request body is not an object");
         return;
     }
+    if (authorize_input(c) != 0) return;
     c->op->fn(c);
 }
 

@@ -82,6 +82,9 @@ int kin_invalidn(kin_call *c, const char *value, size_t len, const char *member,
 
 /* Sends the answer (error or c->out) and frees the call. Loop thread only. */
 void kin_finish(kin_call *c);
+/* Whether the request's principal may call this operation (kinesis:<Op>) on resource (an
+ * ARN or "*"): 0, or -1 with AccessDeniedException recorded. Worker thread. */
+int kin_authorize(kin_call *c, const char *resource);
 /* Frees the call without answering (the operation answers by other means). */
 void kin_release(kin_call *c);
 

@@ -748,6 +748,10 @@ void kin_get_records(kin_call *c) {
         decode_iterator(c, token, &it) != 0)
         return;
     tr_data_stream *s = tr_data_get_by_id(c->k->data, (int64_t)it.stream_id);
+    if (s != NULL && kin_authorize(c, s->arn) != 0) {
+        tr_data_put(s);
+        return;
+    }
     if (s == NULL || it.shard_index >= s->nshards) {
         kin_fail(c, 400, "ResourceNotFoundException",
                  "Shard in the iterator does not exist in any stream under account %s.",

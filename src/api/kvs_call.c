@@ -101,8 +101,43 @@ static void finish(kvs_call *c) {
     kvs_call_release(c);
 }
 
+int kvs_authorize(tr_req *req, tr_video *video, const char *action, const char *name,
+                  const char *arn, char *msg, size_t msg_len) {
+    char resource[600] = "*";
+    if (tr_req_principal(req) == NULL && tr_req_authorize(req, action, "*", msg, msg_len))
+        return 0; /* no credentials configured: nothing to look up */
+    if (name != NULL || arn != NULL) {
+        tr_video_err err;
+        tr_video_stream *s = tr_video_get(video, name, name ? NULL : arn, &err);
+        const tr_video_config *cfg = tr_video_cfg(video);
+        if (s != NULL)
+            snprintf(resource, sizeof resource, "%s", s->arn);
+        else if (name != NULL)
+            snprintf(resource, sizeof resource, "arn:aws:kinesisvideo:%s:%s:stream/%.256s/*",
+                     cfg->region, cfg->account, name);
+        else
+            snprintf(resource, sizeof resource, "%.512s", arn);
+        tr_video_put(s);
+    }
+    return tr_req_authorize(req, action, resource, msg, msg_len) ? 0 : -1;
+}
+
+/* kinesisvideo:<Op> from the route ("/createStream" -> CreateStream) on the call's stream. */
+static int authorize_call(kvs_call *c) {
+    char action[96], msg[1024];
+    const char *op = c->op->path + 1;
+    snprintf(action, sizeof action, "kinesisvideo:%c%s",
+             (op[0] >= 'a' && op[0] <= 'z') ? op[0] - 'a' + 'A' : op[0], op + 1);
+    const char *name = json_string_value(json_object_get(c->in, "StreamName"));
+    const char *arn = json_string_value(json_object_get(c->in, "StreamARN"));
+    if (arn == NULL) arn = json_string_value(json_object_get(c->in, "ResourceARN"));
+    if (kvs_authorize(c->req, c->video, action, name, arn, msg, sizeof msg) == 0) return 0;
+    return kvs_fail(c, "NotAuthorizedException", "%s", msg);
+}
+
 static void run_on_worker(tr_work *w) {
     kvs_call *c = (kvs_call *)w;
+    if (authorize_call(c) != 0) return;
     c->op->fn(c);
     /* An operation that recorded nothing still answers a JSON object. */
     if (!c->failed && c->answer == NULL && c->out.len == 0) {

@@ -57,6 +57,14 @@ int kvs_status_of(const char *type);
 /* Sends a KVS error answer. Loop thread only. */
 void kvs_send_error(tr_req *req, const char *type, const char *message);
 
+/* Authorization (docs/security.md): whether the request's principal may perform action
+ * ("kinesisvideo:PutMedia") on the stream that name or arn select: its ARN when it exists,
+ * else arn:aws:kinesisvideo:<region>:<account>:stream/<name>/ and a star (CreateStream), or "*" when
+ * both are NULL. Returns 0, or -1 with AWS's message for NotAuthorizedException in msg. Any
+ * thread. */
+int kvs_authorize(tr_req *req, tr_video *video, const char *action, const char *name,
+                  const char *arn, char *msg, size_t msg_len);
+
 /* Records an error (the first one wins); returns -1 so callers can `return kvs_fail(...)`. */
 int kvs_fail(kvs_call *c, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

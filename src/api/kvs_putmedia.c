@@ -28,7 +28,12 @@ static int on_headers(tr_req *req, void *ctx) {
     /* The answer must exist before the session may ack into it. */
     tr_req_stream_body(req);
     const char *err_type;
-    char err[512];
+    char err[1024];
+    if (kvs_authorize(req, k->video, "kinesisvideo:PutMedia", p.stream_name, p.stream_arn, err,
+                      sizeof err) != 0) {
+        kvs_send_error(req, "NotAuthorizedException", err);
+        return 0;
+    }
     kvs_ingest *in = kvs_ingest_new(k, &p, &http_sink, req, &err_type, err, sizeof err);
     if (in == NULL) {
         kvs_send_error(req, err_type, err);

@@ -61,6 +61,12 @@ static int on_open(tr_ws *ws, void *ctx) {
         .start_timestamp =
             param(ws, "ProducerStartTimestamp", "x-amzn-producer-start-timestamp"),
     };
+    char denied[1024];
+    if (kvs_authorize(req, k->video, "kinesisvideo:PutMedia", p.stream_name, p.stream_arn,
+                      denied, sizeof denied) != 0) {
+        kvs_send_error(req, "NotAuthorizedException", denied);
+        return 0;
+    }
     ws_put *put = calloc(1, sizeof *put);
     if (put == NULL) {
         kvs_send_error(req, "InternalFailure", "out of memory");

@@ -93,3 +93,8 @@ void tr_builtin_observe(const tr_req *req) {
              req->id, req->h2 ? "h2" : "http/1.1", req->method, req->path, req->op, status,
              secs * 1000.0);
 }
+
+int tr_builtin_is_open(const tr_route *route) {
+    return route != NULL &&
+           (route->handler == &health_handler || route->handler == &metrics_handler);
+}

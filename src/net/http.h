@@ -104,4 +104,17 @@ int tr_resp_end(tr_req *req);
 /* Bytes queued and not yet handed to the socket. */
 size_t tr_resp_pending(const tr_req *req);
 
+/* ---- who is asking (net/server.h: authentication; docs/security.md) ---- */
+
+/* The authenticated principal (the name the credentials file gives the access key), or NULL
+ * when the server runs without credentials. Fixed once the handler sees the request: any
+ * thread may read it while holding a reference. */
+const char *tr_req_principal(const tr_req *req);
+/* Whether the request's principal may perform action ("kinesis:PutRecord") on resource (an
+ * ARN, or "*"): 1 allowed (always, without credentials), 0 denied, with AWS's message
+ * "User: <principal> is not authorized to perform: <action> on resource: <resource>" in msg.
+ * Any thread while the request is referenced (the faces ask from their workers). */
+int tr_req_authorize(const tr_req *req, const char *action, const char *resource, char *msg,
+                     size_t msg_len);
+
 #endif

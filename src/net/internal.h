@@ -79,6 +79,10 @@ struct tr_req {
     uint8_t *out;             /* queued body bytes: out[out_off .. out_len) */
     size_t out_off, out_len, out_cap;
     int finished;             /* metrics/log done and detached from the wsi */
+
+    /* authentication (net/server.h) */
+    int auth_pending;         /* the authenticator waits for the whole body */
+    char principal[128];      /* "" = none (no credentials configured, or open route) */
 };
 
 /* The per-connection (h1) or per-stream (h2) user data lws allocates. */
@@ -108,6 +112,12 @@ struct tr_server {
     int done;                 /* leave the service loop */
     int64_t drain_deadline_ns;
     int64_t inflight;         /* requests created and not yet finished */
+    tr_authenticate_fn authn; /* NULL: no credentials, every request passes */
+    void *authn_ctx;
+    tr_authorize_fn authz;
+    void *authz_ctx;
+    struct { void (*fn)(void *ctx); void *ctx; } reloads[TR_SERVER_MAX_RELOADS];
+    int nreloads;
 };
 
 /* request.c */
@@ -180,6 +190,14 @@ void tr_ws_on_peer_close(struct lws *wsi, const uint8_t *in, size_t len);
 /* The connection is closing or freed (idempotent; a wsi without a websocket is ignored). */
 void tr_ws_on_closed(struct lws *wsi);
 
+/* auth.c: the authentication hooks of request.c and ws.c. */
+/* At headers, before on_headers (body_follows: a body comes). Returns 0 to go on (allowed,
+ * or waiting for the body: req->auth_pending), 1 when the request is answered (denied). */
+int tr_req_auth_headers(tr_req *req, int body_follows);
+/* The accumulated body is complete and the authenticator waited for it. Returns 0 allowed,
+ * 1 answered (denied). */
+int tr_req_auth_body(tr_req *req);
+
 /* builtin.c */
 extern const tr_handler tr_builtin_not_found;
 /* A plain GET on a websocket route: 426 Upgrade Required. */
@@ -188,5 +206,8 @@ extern const tr_handler tr_builtin_draining;
 int tr_builtin_register(tr_server *s);
 /* Counts the finished request in the metrics registry and logs it at debug level. */
 void tr_builtin_observe(const tr_req *req);
+/* Whether a route is one of the server's open endpoints (/health, /metrics): no
+ * authentication. */
+int tr_builtin_is_open(const tr_route *route);
 
 #endif

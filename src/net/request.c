@@ -231,7 +231,11 @@ int tr_req_begin(tr_req *req) {
         tr_resp_error(req, 400, "SerializationException", "Malformed Content-Length header");
         return 0;
     }
-    if (req->handler->on_headers != NULL && req->handler->on_headers(req, req->ctx) != 0)
+    /* Authentication comes before the handler sees anything (net/server.h); a refused
+     * request is answered here and its body, if any, dropped. */
+    int refused = tr_req_auth_headers(req, expects_body(req, clen));
+    if (!refused && req->handler->on_headers != NULL &&
+        req->handler->on_headers(req, req->ctx) != 0)
         return -1;
     if (!req->stream_body && clen > 0 && (uint64_t)clen > req->body_limit &&
         req->resp == RESP_NONE) {
@@ -311,6 +315,7 @@ void tr_req_body_complete(tr_req *req) {
     /* A streaming handler that already streams its answer (PutMedia's acks) still needs to
      * hear that the body ended. */
     if (req->resp == RESP_NONE || (req->stream_body && req->streaming && !req->ended)) {
+        if (req->auth_pending && tr_req_auth_body(req) != 0) return; /* refused, answered */
         tr_req_ref(req); /* the handler may answer and end the request inside */
         req->handler->on_request(req, req->ctx);
         tr_req_unref(req);

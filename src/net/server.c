@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,7 +273,10 @@ void tr_server_stop(tr_server *s) {
 static void on_signal(void *arg, int signo) {
     tr_server *s = arg;
     tr_info("msg=\"signal received\" signal=%d", signo);
-    tr_server_stop(s);
+    if (signo == SIGHUP)
+        tr_server_reload(s);
+    else
+        tr_server_stop(s);
 }
 
 int tr_server_run(tr_server *s) {

@@ -57,4 +57,52 @@ int tr_server_stopping(const tr_server *s);
 /* Asks the loop to stop as SIGTERM does; callable from any thread. */
 void tr_server_stop(tr_server *s);
 
+/* ---- authentication and authorization (auth/auth.h installs them; docs/security.md) ----
+ *
+ * Authentication is a property of the request: the net layer asks the authenticator before
+ * the handler sees the request, except on /health and /metrics, which stay open:
+ *   - at headers (TR_AUTH_HEADERS), before on_headers. body_follows says whether a body
+ *     comes. The authenticator answers ALLOW (it named the principal with
+ *     tr_req_set_principal), DENY (err says why), or NEED_BODY: the signature covers a body
+ *     hash that only the whole body can check. A handler that streams its body (on_body)
+ *     cannot wait for it: NEED_BODY there is refused (the client must sign with
+ *     UNSIGNED-PAYLOAD or STREAMING-AWS4-HMAC-SHA256-PAYLOAD);
+ *   - when the accumulated body is complete (TR_AUTH_BODY, body and len given), after
+ *     NEED_BODY, before on_request;
+ *   - at a websocket upgrade (TR_AUTH_HEADERS, no body), before on_open.
+ * A DENY is answered in the request's protocol: {"__type","message"} (JSON 1.1) for a request
+ * with X-Amz-Target, {"Message"} (REST-JSON) otherwise, both with x-amzn-ErrorType.
+ * Without an authenticator every request passes with no principal. Loop thread. */
+typedef enum { TR_AUTH_HEADERS = 0, TR_AUTH_BODY = 1 } tr_auth_phase;
+typedef enum { TR_AUTH_ALLOW = 0, TR_AUTH_DENY = 1, TR_AUTH_NEED_BODY = 2 } tr_auth_verdict;
+
+typedef struct tr_auth_error {
+    int status;            /* 400 or 403 */
+    char type[64];         /* "InvalidSignatureException" */
+    char message[512];
+} tr_auth_error;
+
+typedef tr_auth_verdict (*tr_authenticate_fn)(void *ctx, tr_req *req, tr_auth_phase phase,
+                                              int body_follows, const uint8_t *body,
+                                              size_t len, tr_auth_error *err);
+/* Authorization, asked by the API faces through tr_req_authorize (net/http.h): 1 when the
+ * principal may perform action on resource. Any thread. */
+typedef int (*tr_authorize_fn)(void *ctx, const char *principal, const char *action,
+                               const char *resource);
+
+/* Install before tr_server_run. */
+void tr_server_set_authenticator(tr_server *s, tr_authenticate_fn fn, void *ctx);
+void tr_server_set_authorizer(tr_server *s, tr_authorize_fn fn, void *ctx);
+/* Names the request's authenticated principal (copied, at most 127 bytes). Authenticators
+ * only. */
+void tr_req_set_principal(tr_req *req, const char *principal);
+
+/* SIGHUP: fn(ctx) runs on the loop thread for every SIGHUP while the server runs (reload
+ * credentials, policies, certificates). Register before tr_server_run; at most
+ * TR_SERVER_MAX_RELOADS. Returns 0 or TR_ENOMEM. */
+#define TR_SERVER_MAX_RELOADS 4
+int tr_server_on_reload(tr_server *s, void (*fn)(void *ctx), void *ctx);
+/* Runs the reload hooks on the loop, as SIGHUP does; callable from any thread. */
+void tr_server_reload(tr_server *s);
+
 #endif

@@ -18,6 +18,7 @@ static void stop_set(sigset_t *set) {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
 }
 
 int tr_signals_block(void) {
@@ -33,11 +34,14 @@ static void *wait_main(void *p) {
     tr_signals *s = p;
     sigset_t set;
     stop_set(&set);
-    int signo = 0;
-    if (sigwait(&set, &signo) != 0) return NULL;
-    if (!atomic_load(&s->quitting)) s->on_stop(s->arg, signo);
-    /* Later signals stay blocked and pending: the drain is already bounded. */
-    return NULL;
+    for (;;) {
+        int signo = 0;
+        if (sigwait(&set, &signo) != 0) return NULL;
+        if (atomic_load(&s->quitting)) return NULL;
+        s->on_stop(s->arg, signo);
+        /* After a stop, later signals stay blocked and pending: the drain is bounded. */
+        if (signo != SIGHUP) return NULL;
+    }
 }
 
 int tr_signals_start(void (*on_stop)(void *arg, int signo), void *arg, tr_signals **out) {

@@ -205,6 +205,9 @@ int tr_ws_on_upgrade(tr_server *srv, struct lws *wsi, const char *upgrade) {
         return refuse_builtin(req, &tr_builtin_not_found);
     const char *fault = handshake_fault(req);
     if (fault != NULL) return refuse_bad(req, rt, fault);
+    /* Authentication (a presigned query, or the headers' signature) before on_open. */
+    tr_req_set_route(req, rt, NULL);
+    if (tr_req_auth_headers(req, 0) != 0) return refuse(req);
     return open_ws(srv, wsi, req, rt);
 }
 

@@ -1,5 +1,6 @@
 #include "util/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -149,6 +150,8 @@ static const key_def keys[] = {
     {"iterator_ttl_ms", K_I64, OFF(iterator_ttl_ms), 1000, INT64_C(24) * 3600 * 1000},
     {"limits", K_LIMITS, OFF(limits_aws), 0, 0},
     {"public_url", K_URL, OFF(public_url), 0, 0},
+    {"credentials_file", K_PATH, OFF(credentials_file), 0, 0},
+    {"policy_file", K_PATH, OFF(policy_file), 0, 0},
     {"putmedia_idle_ack_ms", K_I64, OFF(putmedia_idle_ack_ms), 100, 10 * 60 * 1000},
     {"putmedia_idle_close_ms", K_I64, OFF(putmedia_idle_close_ms), 1000, 60 * 60 * 1000},
 };
@@ -220,7 +223,8 @@ int tr_config_set(tr_config *c, const char *key, const char *value, char *err, s
     case K_PATH: {
         char *field = (char *)c + k->offset;
         size_t n = strlen(value);
-        /* tls_cert/tls_key may be set empty to turn TLS off; data_dir may not. */
+        /* tls_cert/tls_key (and the auth files) may be set empty to turn them off;
+         * data_dir may not. */
         if ((n == 0 && k->offset == offsetof(tr_config, data_dir)) || n >= TR_CONFIG_PATH_MAX)
             return fail(err, err_len, "%s: expected a path of 1 to %d bytes", k->name,
                         TR_CONFIG_PATH_MAX - 1);
@@ -314,5 +318,14 @@ void tr_config_base_url(const tr_config *c, char *out, size_t len) {
 int tr_config_validate(const tr_config *c, char *err, size_t err_len) {
     if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
         return fail(err, err_len, "tls_cert and tls_key must be set together");
+    return 0;
+}
+
+int tr_config_is_loopback(const char *host) {
+    if (strcmp(host, "localhost") == 0) return 1;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
     return 0;
 }

@@ -44,6 +44,8 @@ typedef struct tr_config {
     int64_t iterator_ttl_ms;              /* 300000: shard iterators expire (AWS: 5 min) */
     int limits_aws;                       /* 0: no throughput limits; 1: AWS's per shard */
     char public_url[TR_CONFIG_PATH_MAX];  /* "" = derived from listen and TLS; see below */
+    char credentials_file[TR_CONFIG_PATH_MAX]; /* "" = no authentication: loopback only */
+    char policy_file[TR_CONFIG_PATH_MAX];      /* "" = every authenticated request denied */
     int64_t putmedia_idle_ack_ms;         /* 3000: an IDLE ack after this long without data */
     int64_t putmedia_idle_close_ms;       /* 30000: then the PutMedia answer ends */
 } tr_config;
@@ -70,6 +72,10 @@ int tr_config_parse_listen(const char *text, char *host, size_t host_len, int *p
  * else http(s)://<listen host>:<port> (IPv6 hosts in brackets). KVS's GetDataEndpoint
  * answers it. */
 void tr_config_base_url(const tr_config *c, char *out, size_t len);
+
+/* Whether host is a loopback address (127.0.0.0/8, ::1, localhost): where the server may
+ * listen without credentials. */
+int tr_config_is_loopback(const char *host);
 
 /* "always" or "interval". */
 const char *tr_config_fsync_name(tr_config_fsync f);
