@@ -88,10 +88,10 @@ void tr_builtin_observe(const tr_req *req) {
         tr_metric_add(tr_metric_get(TR_METRIC_COUNTER, "tributary_errors_total",
                                     "Error answers, by error type.", label), 1);
     }
-    tr_debug("msg=request id=%s proto=%s method=%s path=\"%s\" op=%s status=%d "
+    tr_debug("msg=request id=%s proto=%s%s method=%s path=\"%s\" op=%s status=%d "
              "duration_ms=%.3f",
-             req->id, req->h2 ? "h2" : "http/1.1", req->method, req->path, req->op, status,
-             secs * 1000.0);
+             req->id, req->h2 ? "h2" : "http/1.1", req->tls ? "+tls" : "", req->method,
+             req->path, req->op, status, secs * 1000.0);
 }
 
 int tr_builtin_is_open(const tr_route *route) {

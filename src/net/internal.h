@@ -26,6 +26,7 @@ typedef struct tr_kv {
 } tr_kv;
 
 typedef struct tr_h2_conn tr_h2_conn;
+typedef struct tr_tls tr_tls;
 typedef struct tr_h2_stream tr_h2_stream;
 typedef struct tr_h1_conn tr_h1_conn;
 
@@ -100,7 +101,7 @@ struct tr_server {
     struct lws_context *lws;
     struct lws_vhost *vhost;     /* plain HTTP/1.1 (and the raw watchers) */
     struct lws_vhost *vhost_h2;  /* plain HTTP/2 with prior knowledge */
-    struct lws_vhost *vhost_tls; /* TLS with ALPN h2/http1.1; NULL without a certificate */
+    tr_tls *tls;                 /* TLS (tls.c) on the port; NULL without a certificate */
     struct lws *listen_wsi;      /* our listening socket, watched as a raw descriptor */
     lws_sorted_usec_list_t drain_sul;
     lws_sorted_usec_list_t tick_sul;
@@ -154,6 +155,9 @@ int tr_listener_bind(const tr_config *c, int *out_fd, char *err, size_t err_len)
 int tr_listener_start(tr_server *s, int fd);
 /* Closes the listening socket: no new connections. */
 void tr_listener_stop(tr_server *s);
+/* Serves a connected socket as the plain port does (sniffed: HTTP/2 preface or HTTP/1.1);
+ * takes ownership of fd. tls.c hands it the inner end of each TLS bridge. Returns 0 or -1. */
+int tr_listener_adopt_plain(tr_server *s, int fd);
 int tr_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                          void *in, size_t len);
 
@@ -178,6 +182,19 @@ int tr_h1_on_writeable(tr_h1_conn *c);   /* 0, or -1 to close */
 void tr_h1_on_close(tr_h1_conn *c);
 void tr_h1_resume(tr_req *req);          /* an answer was set, or more of it, or its end */
 void tr_h1_unlink(tr_req *req);          /* the request dies before its connection */
+
+/* tls.c: TLS terminated with OpenSSL; each connection is bridged into the plain path. */
+/* Loads the certificate (chain) and key. Returns 0, or -1 with a message in err. */
+int tr_tls_new(const char *cert, const char *key, tr_tls **out, char *err, size_t err_len);
+void tr_tls_free(tr_tls *t);
+/* Loads the files again for new connections; established ones keep theirs. On failure logs
+ * and keeps the current pair. Returns 0 or -1. Loop thread. */
+int tr_tls_reload(tr_tls *t);
+void tr_tls_accept(tr_server *s, int fd);  /* a new TCP connection; takes fd */
+/* Whether a connection came through TLS: the inner end of a bridge (a unix socket). */
+int tr_tls_bridged(struct lws *wsi);
+int tr_tls_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len);
 
 /* ws.c: the websocket events of the "http" protocol callback (server.c). */
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 to go on with the upgrade, -1 to hang up (after the

@@ -6,8 +6,9 @@
  * raw descriptors until their first bytes arrive, peeked (not read) and compared with the
  * HTTP/2 client preface: HTTP/1.1 is handed to the HTTP/1.1 vhost, HTTP/2 stays a raw
  * descriptor spoken by h2.c with nghttp2 (lws's h2 loses custom headers, X-Amz-Target among
- * them). With TLS, ALPN decides and connections go straight to the TLS vhost. Owning the socket also gives exact
- * bind errors ("address already in use") and a way to stop accepting at shutdown.
+ * them). With TLS, tls.c does the handshake and bridges the decrypted stream back into this
+ * same sniffing (tr_listener_adopt_plain). Owning the socket also gives exact bind errors
+ * ("address already in use") and a way to stop accepting at shutdown.
  *
  * A plain connection whose first request line is "POST /putMedia " (a PutMedia upload: the
  * producers open one connection per upload) stays a raw descriptor too, spoken by our own
@@ -107,17 +108,21 @@ static void accept_one(tr_server *s, int cfd) {
      * this only on sockets it accepts itself.) */
     int one = 1;
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (s->vhost_tls != NULL) {
-        if (lws_adopt_socket_vhost(s->vhost_tls, cfd) == NULL)
-            tr_warn("msg=\"cannot adopt a TLS connection\"");
+    if (s->tls != NULL) {
+        tr_tls_accept(s, cfd);
         return;
     }
-    struct lws *w = adopt_raw(s, cfd);
+    tr_listener_adopt_plain(s, cfd);
+}
+
+int tr_listener_adopt_plain(tr_server *s, int fd) {
+    struct lws *w = adopt_raw(s, fd);
     if (w == NULL) {
-        close(cfd);
-        return;
+        close(fd);
+        return -1;
     }
     lws_set_timeout(w, PENDING_TIMEOUT_ESTABLISH_WITH_SERVER, SNIFF_TIMEOUT_S);
+    return 0;
 }
 
 static void accept_all(tr_server *s, int lfd) {

@@ -72,7 +72,7 @@ tr_req *tr_req_create(tr_server *srv, struct lws *wsi, const char *uri, size_t u
     req->wsi = wsi;
     req->refs = 1;
     req->start_ns = tr_now_ns();
-    req->tls = lws_is_ssl(wsi);
+    req->tls = tr_tls_bridged(wsi);
     /* An HTTP/2 stream is a child of its connection's network wsi. */
     req->h2 = lws_get_network_wsi(wsi) != wsi;
     req->body_limit = srv->cfg.max_request_bytes;
@@ -126,6 +126,7 @@ static tr_req *create_parsed(tr_server *srv, struct lws *conn_wsi, const char *m
     req->wsi = conn_wsi;
     req->refs = 1;
     req->start_ns = tr_now_ns();
+    req->tls = tr_tls_bridged(conn_wsi);
     req->body_limit = srv->cfg.max_request_bytes;
     req->hdr_cache = *hdrs;
     req->hdrs_complete = 1;

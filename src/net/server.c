@@ -84,6 +84,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 static const struct lws_protocols protocols[] = {
     {"http", http_callback, sizeof(tr_pss), 0, 0, NULL, 0},
     {"tributary-raw", tr_listener_callback, 0, 0, 0, NULL, 0},
+    {"tributary-tls", tr_tls_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -125,6 +126,7 @@ void tr_server_free(tr_server *s) {
         lws_context_destroy(s->lws); /* closes every connection */
     }
     s->lws = NULL;
+    tr_tls_free(s->tls); /* after the connections, though each holds its own reference */
     tr_taskq_free(s->tasks);
     tr_router_free(s->router);
     free(s);
@@ -145,10 +147,9 @@ static void lws_log_emit(int level, const char *line) {
 }
 
 /* Our own socket does the listening (listener.c), so every vhost is CONTEXT_PORT_NO_LISTEN_SERVER
- * and only decides how an adopted connection is spoken. */
-static struct lws_vhost *make_vhost(tr_server *s, const char *name, uint64_t options,
-                                    int tls) {
-    const tr_config *c = &s->cfg;
+ * and only decides how an adopted connection is spoken. TLS is not lws's either (tls.c): its
+ * connections reach these vhosts decrypted. */
+static struct lws_vhost *make_vhost(tr_server *s, const char *name, uint64_t options) {
     struct lws_context_creation_info vi;
     memset(&vi, 0, sizeof vi);
     vi.vhost_name = name;
@@ -157,26 +158,23 @@ static struct lws_vhost *make_vhost(tr_server *s, const char *name, uint64_t opt
     vi.options = options;
     vi.keepalive_timeout = 60;
     vi.timeout_secs = 60;
-    if (tls) {
-        vi.ssl_cert_filepath = c->tls_cert;
-        vi.ssl_private_key_filepath = c->tls_key;
-        vi.alpn = "h2,http/1.1";
-    }
     return lws_create_vhost(s->lws, &vi);
 }
 
+static void reload_tls(void *ctx) { tr_tls_reload(ctx); }
+
 static int create_vhosts(tr_server *s, char *err, size_t err_len) {
-    s->vhost = make_vhost(s, "http1", 0, 0);
-    s->vhost_h2 = make_vhost(s, "h2", LWS_SERVER_OPTION_H2_PRIOR_KNOWLEDGE, 0);
+    s->vhost = make_vhost(s, "http1", 0);
+    s->vhost_h2 = make_vhost(s, "h2", LWS_SERVER_OPTION_H2_PRIOR_KNOWLEDGE);
     if (s->vhost == NULL || s->vhost_h2 == NULL) {
         snprintf(err, err_len, "cannot create the HTTP vhosts");
         return -1;
     }
     if (s->cfg.tls_cert[0] == '\0') return 0;
-    s->vhost_tls = make_vhost(s, "tls", LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT, 1);
-    if (s->vhost_tls == NULL) {
-        snprintf(err, err_len, "cannot set up TLS with %s and %s (see the log)", s->cfg.tls_cert,
-                 s->cfg.tls_key);
+    if (tr_tls_new(s->cfg.tls_cert, s->cfg.tls_key, &s->tls, err, err_len) != 0) return -1;
+    /* SIGHUP: the certificate and key are read again for new connections. */
+    if (tr_server_on_reload(s, reload_tls, s->tls) != TR_OK) {
+        snprintf(err, err_len, "too many reload hooks");
         return -1;
     }
     return 0;
@@ -190,7 +188,6 @@ int tr_server_listen(tr_server *s, char *err, size_t err_len) {
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof ci);
     ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    if (c->tls_cert[0] != '\0') ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     ci.user = s;
     ci.server_string = "Tributary";
     ci.max_http_header_data = 16384; /* SigV4 and long presigned URLs exceed the 4 KiB default */
