@@ -29,6 +29,7 @@
 #include "util/config.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/selfcert.h"
 #include "video/media.h"
 #include "video/streams.h"
 
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
             "usage: tributary serve [--listen ADDR:PORT] [--data-dir DIR] [--config FILE]\n"
             "                       [--log-level debug|info|warn|error]\n"
             "                       [--tls-cert FILE --tls-key FILE] [--limits none|aws]\n"
+            "       tributary cert --out DIR [--host NAME]... [--days N] [--force]\n"
             "       tributary --version\n"
             "       tributary --help\n"
             "\n"
@@ -339,6 +341,54 @@ static int serve(const tr_config *cfg) {
     return status;
 }
 
+/* `tributary cert`: a self-signed certificate and key for first use of TLS. */
+static const struct option cert_options[] = {
+    {"out", required_argument, NULL, 'o'},  {"host", required_argument, NULL, 'H'},
+    {"days", required_argument, NULL, 'D'}, {"force", no_argument, NULL, 'f'},
+    {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+};
+
+static int cert_main(int argc, char **argv) {
+    tr_selfcert_opts o = {.days = 365};
+    opterr = 0;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":h", cert_options, NULL)) != -1) {
+        char *end = NULL;
+        switch (opt) {
+        case 'o': o.dir = optarg; break;
+        case 'f': o.force = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'H':
+            if (o.nhosts == TR_SELFCERT_MAX_HOSTS) return usage_error("too many --host names");
+            o.hosts[o.nhosts++] = optarg;
+            break;
+        case 'D':
+            o.days = (int)strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || o.days <= 0 || o.days > 36500)
+                return usage_error("--days: expected 1..36500, got '%s'", optarg);
+            break;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o.dir == NULL) return usage_error("cert needs --out DIR");
+    char err[1200];
+    if (tr_selfcert_write(&o, err, sizeof err) != 0) {
+        fprintf(stderr, "tributary: %s\n", err);
+        return 1;
+    }
+    printf("wrote %s/cert.pem and %s/key.pem (EC P-256, self-signed, %d days; names: "
+           "localhost 127.0.0.1 ::1",
+           o.dir, o.dir, o.days);
+    for (int i = 0; i < o.nhosts; i++) printf(" %s", o.hosts[i]);
+    printf(")\nserve with:   tributary serve --tls-cert %s/cert.pem --tls-key %s/key.pem\n"
+           "clients trust %s/cert.pem (curl --cacert, aws --ca-bundle, boto3 verify=)\n",
+           o.dir, o.dir, o.dir);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     /* Before any thread starts, so every thread inherits the blocked stop signals. */
     if (tr_signals_block() != 0) {
@@ -355,6 +405,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "cert") == 0) return cert_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "serve") != 0) {
         if (argv[1][0] == '-') return usage_error("unknown option '%s'", argv[1]);
         return usage_error("unknown command '%s'", argv[1]);
