@@ -17,8 +17,9 @@
  * last acks instead of a reset.
  *
  * No body timeout here: the handler decides (PutMedia ends a quiet upload itself). A head must
- * come within the listener's sniff timeout. Backpressure: while much of the answer waits for
- * the socket, the body is not read (lws rx flow control). */
+ * come within the listener's sniff timeout; an answer the handler has ended must be read
+ * within H1_STALL_S. Backpressure: while much of the answer waits for the socket, the body is
+ * not read (lws rx flow control). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@
 #define H1_OUT_LOW (256 * 1024)     /* ...and read again below this */
 #define H1_PIECE (64 * 1024)        /* the largest chunk of a streamed answer */
 #define H1_LINGER_S 3               /* after our FIN: how long the peer's input is drained */
+#define H1_STALL_S 30               /* a whole answer the peer does not read: closed after this */
 
 enum {
     H1_HEAD,    /* reading the request head */
@@ -65,6 +67,7 @@ struct tr_h1_conn {
     int rx_off;                /* reading is paused (lws rx flow control) */
     int peer_eof;              /* the peer's FIN came */
     int shut;                  /* our FIN went (shutdown(SHUT_WR)) */
+    int stall_timer;           /* the answer is whole but not yet written: H1_STALL_S runs */
     int dead;                  /* close at the next chance, without lingering */
     lws_sorted_usec_list_t sul; /* asks for WRITEABLE again after a WRITEABLE callback */
 };
@@ -246,8 +249,16 @@ static int flush(tr_h1_conn *c) {
     }
     c->in_flush = 0;
     if (rc != 0 || c->dead) return -1;
+    tr_req *req = c->req;
+    if (req != NULL && c->wlen != c->woff && !c->stall_timer && req->resp != RESP_NONE &&
+        (!req->streaming || req->ended)) {
+        /* The handler is done but the peer does not read (nor send: the body is paused or
+         * over): give it a while, then close, so that the transaction cannot hang forever. */
+        c->stall_timer = 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, H1_STALL_S);
+    }
     if (c->wlen == c->woff) {
-        if (c->req != NULL && c->req->resp == RESP_DONE) end_transaction(c);
+        if (req != NULL && req->resp == RESP_DONE) end_transaction(c);
         if (c->state == H1_LINGER) {
             if (c->peer_eof) return -1; /* nothing left to read: a clean close */
             if (!c->shut) {
