@@ -31,7 +31,7 @@ static void general_records(tr_writer *w, const tr_data_stream *s, uint32_t shar
         tr_w_blob(w, r->data, r->data_len);
         tr_w_key(w, "PartitionKey");
         tr_w_strn(w, (const char *)r->pkey, r->pkey_len);
-        if (s->encrypted) tr_w_kstr(w, "EncryptionType", "KMS");
+        if (r->flags & TR_FLAG_ENCRYPTED) tr_w_kstr(w, "EncryptionType", "KMS");
         tr_w_obj_end(w);
     }
     tr_w_arr_end(w);
@@ -74,7 +74,9 @@ static void records_like_general(void **state) {
         }
     tr_read_batch b = {.records = recs, .count = n};
     static const int64_t ids[] = {1, 42, 12345678901234567};
-    for (int enc = 0; enc < 2; enc++)
+    /* EncryptionType is said per record: sealed records (flag set) and clear ones. */
+    for (int enc = 0; enc < 2; enc++) {
+        for (size_t i = 0; i < n; i++) recs[i].flags = enc && i % 3 != 0 ? TR_FLAG_ENCRYPTED : 0;
         for (size_t id = 0; id < 3; id++)
             for (uint32_t shard = 0; shard < 4000000000u; shard = shard * 7 + 999999) {
                 tr_data_stream s;
@@ -102,6 +104,7 @@ static void records_like_general(void **state) {
                     free(y);
                 }
             }
+    }
     /* No records at all. */
     tr_data_stream s;
     memset(&s, 0, sizeof s);
