@@ -171,9 +171,10 @@ static int read_document(const char *who, json_t *doc, principal_policy *pp, cha
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
+        /* Counted first, so that what a failed statement did read is freed with the set. */
+        pp->nst++;
         if (read_statement(json_array_get(sts, i), &pp->st[i], who, i, err, err_len) != 0)
             return -1;
-        pp->nst++;
     }
     return 0;
 }
