@@ -39,8 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/kinesis.h"
 #include "core/shard.h"
 #include "core/store.h"
+#include "kms/kms.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -50,20 +52,26 @@
 #define READ_MAX_RECORDS 10000u
 #define READ_MAX_BYTES (10u * MIB)
 #define CASE_MAX_PAYLOAD_BYTES (1536ull * MIB) /* stop a case early past this much data */
+#define BENCH_STREAM_ID 1 /* the sealed cases' stream, for the AAD and the data key */
 
 typedef struct bench_case {
     uint32_t rec_bytes;
     int writers;
     int per_call; /* records per tr_store_append */
+    int sealed;   /* each call's records sealed first, as an encrypted stream's put does */
 } bench_case;
 
 /* Single records first (what one PutRecord or one video fragment does), then batched calls
  * (PutRecords: up to 500 records and 5 MiB per call). */
 static const bench_case cases[] = {
-    {100, 1, 1},        {100, 64, 1},        {KIB, 1, 1},        {KIB, 64, 1},
-    {64 * KIB, 1, 1},   {64 * KIB, 64, 1},   {MIB, 1, 1},        {MIB, 64, 1},
-    {100, 1, 500},      {100, 64, 500},      {KIB, 1, 500},      {KIB, 64, 500},
-    {64 * KIB, 1, 16},  {64 * KIB, 64, 16},
+    {100, 1, 1, 0},        {100, 64, 1, 0},        {KIB, 1, 1, 0},        {KIB, 64, 1, 0},
+    {64 * KIB, 1, 1, 0},   {64 * KIB, 64, 1, 0},   {MIB, 1, 1, 0},        {MIB, 64, 1, 0},
+    {100, 1, 500, 0},      {100, 64, 500, 0},      {KIB, 1, 500, 0},      {KIB, 64, 500, 0},
+    {64 * KIB, 1, 16, 0},  {64 * KIB, 64, 16, 0},
+    /* Encryption at rest: the writer seals its records with the stream's KMS data key
+     * (tr_kinesis_seal_records, the Data Streams put path's own function) before each
+     * append, on its own thread. Last, so that the numbers of the cases above stay. */
+    {64 * KIB, 64, 1, 1}, {100, 64, 500, 1},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -93,6 +101,8 @@ typedef struct writer {
     pthread_cond_t cv;
     int done, status;
     tr_record_in *recs;
+    tr_record_in *sealed; /* sealed cases: this call's records, sealed copies of recs */
+    uint8_t **owned;      /* their sealed buffers */
     char pkey[16];
     uint64_t *lat_ns;
     size_t nlat, lat_cap;
@@ -104,6 +114,8 @@ struct run {
     tr_store *st;
     tr_shard *shard;
     const uint8_t *payload; /* per_call distinct payloads, shared read-only by all writers */
+    tr_kms *kms;            /* sealed cases: the key service and the stream's CMK */
+    char key_id[TR_KMS_KEY_ID_LEN + 1];
     pthread_barrier_t start;
     atomic_int stop;
     uint64_t window_ns;           /* acks from then on count for throughput */
@@ -166,7 +178,20 @@ static void *writer_main(void *arg) {
     while (!atomic_load(&r->stop)) {
         uint64_t t0 = now_ns();
         w->done = 0;
-        int rc = tr_store_append(r->st, r->shard, w->recs, (size_t)r->c->per_call, on_ack, w);
+        const tr_record_in *recs = w->recs;
+        size_t n = (size_t)r->c->per_call;
+        if (r->c->sealed) {
+            memcpy(w->sealed, w->recs, n * sizeof *w->sealed);
+            int rc = tr_kinesis_seal_records(r->kms, BENCH_STREAM_ID, r->key_id, w->sealed,
+                                             w->owned, n);
+            if (rc != TR_OK) {
+                fprintf(stderr, "log_bench: seal: %s\n", tr_kms_strerror(rc));
+                atomic_store(&r->failed, 1);
+                break;
+            }
+            recs = w->sealed;
+        }
+        int rc = tr_store_append(r->st, r->shard, recs, n, on_ack, w);
         if (rc != TR_OK) {
             fprintf(stderr, "log_bench: append: %s\n", tr_strerror(rc));
             atomic_store(&r->failed, 1);
@@ -175,6 +200,8 @@ static void *writer_main(void *arg) {
         pthread_mutex_lock(&w->mu);
         while (!w->done) pthread_cond_wait(&w->cv, &w->mu);
         pthread_mutex_unlock(&w->mu);
+        if (r->c->sealed) /* the put path frees them when the append is done, too */
+            for (size_t i = 0; i < n; i++) free(w->owned[i]), w->owned[i] = NULL;
         if (w->status != TR_OK) {
             fprintf(stderr, "log_bench: append acknowledged with %s\n", tr_strerror(w->status));
             atomic_store(&r->failed, 1);
@@ -253,6 +280,11 @@ static double append_slice(run *r, double seconds, uint64_t max_payload, case_re
         pthread_cond_init(&w->cv, NULL);
         int kl = snprintf(w->pkey, sizeof w->pkey, "key-%08d", i);
         w->recs = xmalloc((size_t)c->per_call * sizeof *w->recs);
+        if (c->sealed) {
+            w->sealed = xmalloc((size_t)c->per_call * sizeof *w->sealed);
+            w->owned = calloc((size_t)c->per_call, sizeof *w->owned);
+            if (!w->owned) die("out of memory", ENOMEM);
+        }
         for (int k = 0; k < c->per_call; k++)
             w->recs[k] = (tr_record_in){.producer_ms = TR_NO_TIME, .pkey = w->pkey,
                                         .pkey_len = (uint32_t)kl,
@@ -300,6 +332,8 @@ static double append_slice(run *r, double seconds, uint64_t max_payload, case_re
     res->disk_bytes += info1.bytes - info0.bytes;
     for (int i = 0; i < nw; i++) {
         free(ws[i].recs);
+        free(ws[i].sealed);
+        free(ws[i].owned);
         free(ws[i].lat_ns);
         pthread_mutex_destroy(&ws[i].mu);
         pthread_cond_destroy(&ws[i].cv);
@@ -368,8 +402,9 @@ static void run_reads(run *r, case_result *res) {
         int rc = tr_shard_read(r->shard, from, READ_MAX_RECORDS, READ_MAX_BYTES, &b);
         if (rc != TR_OK) die("tr_shard_read", rc);
         if (b.count == 0) break;
+        uint32_t want = r->c->rec_bytes + (r->c->sealed ? TR_KMS_SEAL_OVERHEAD : 0);
         for (size_t i = 0; i < b.count; i++)
-            if (b.records[i].data_len != r->c->rec_bytes) die("read back a wrong record", EIO);
+            if (b.records[i].data_len != want) die("read back a wrong record", EIO);
         res->read_records += b.count;
         res->read_bytes += b.bytes;
         from = b.next_seq;
@@ -417,6 +452,21 @@ static void run_case(const char *base, size_t idx, double seconds, case_result *
     if (rc != TR_OK) die("tr_store_open", rc);
     rc = tr_store_shard(r.st, 1, "bench=\"log\"", 1, &r.shard);
     if (rc != TR_OK) die("tr_store_shard", rc);
+    if (c->sealed) {
+        /* A keyring of its own in the case's directory (root key made there) and one CMK. */
+        static const char root_hex[] =
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        char err[512];
+        tr_kms_config kc = {.data_dir = dir, .root_key_env = root_hex};
+        if (tr_kms_open(&kc, &r.kms, err, sizeof err) != TR_OK) {
+            fprintf(stderr, "log_bench: tr_kms_open: %s\n", err);
+            exit(1);
+        }
+        tr_kms_key_info key;
+        rc = tr_kms_create_key(r.kms, "log_bench", &key);
+        if (rc != TR_OK) die("tr_kms_create_key", rc);
+        memcpy(r.key_id, key.id, sizeof r.key_id);
+    }
     size_t payload_len = (size_t)c->rec_bytes * (size_t)c->per_call;
     uint8_t *payload = xmalloc(payload_len);
     fill_random(payload, payload_len, idx + 1);
@@ -482,6 +532,7 @@ static void run_case(const char *base, size_t idx, double seconds, case_result *
 
     run_reads(&r, res);
     tr_store_close(r.st);
+    if (r.kms) tr_kms_close(r.kms);
     free(payload);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -495,6 +546,13 @@ static const char *size_name(uint32_t bytes, char *buf, size_t len) {
         snprintf(buf, len, "%u KiB", bytes / KIB);
     else
         snprintf(buf, len, "%u B", bytes);
+    return buf;
+}
+
+/* The record column: the size, and "sealed" for the encrypted cases. */
+static const char *case_name(const bench_case *c, char *buf, size_t len) {
+    char sz[24];
+    snprintf(buf, len, "%s%s", size_name(c->rec_bytes, sz, sizeof sz), c->sealed ? " sealed" : "");
     return buf;
 }
 
@@ -529,7 +587,7 @@ static void print_header(const char *dir, double seconds) {
 static void print_tables(const case_result *res, const int *ran) {
     char sz[32];
     printf("APPEND  (each writer: append one call, wait for its ack, repeat)\n");
-    printf("%-8s %7s %9s | %9s %10s %8s %8s %8s | %10s %9s | %9s %9s %6s %11s\n", "record",
+    printf("%-13s %7s %9s | %9s %10s %8s %8s %8s | %10s %9s | %9s %9s %6s %11s\n", "record",
            "writers", "recs/call", "calls/s", "records/s", "MB/s", "p50 ms", "p99 ms",
            "KiB/fsync", "acks/fsync", "disk MB/s", "raw MB/s", "ratio", "rounds IQR");
     for (size_t i = 0; i < NCASES; i++) {
@@ -538,9 +596,9 @@ static void print_tables(const case_result *res, const int *ran) {
         if (!ran[i]) continue;
         double mbps = (double)r->payload_bytes / 1e6 / r->seconds;
         double raw_mbps = (double)r->raw_bytes / 1e6 / r->raw_seconds;
-        printf("%-8s %7d %9d | %9.0f %10.0f %8.1f %8.2f %8.2f | %10.1f %9.1f | %9.1f %9.1f %6.2f"
+        printf("%-13s %7d %9d | %9.0f %10.0f %8.1f %8.2f %8.2f | %10.1f %9.1f | %9.1f %9.1f %6.2f"
                " %5.2f-%-5.2f\n",
-               size_name(c->rec_bytes, sz, sizeof sz), c->writers, c->per_call,
+               case_name(c, sz, sizeof sz), c->writers, c->per_call,
                (double)r->appends / r->seconds, (double)r->records / r->seconds, mbps,
                r->p50_ms, r->p99_ms, (double)r->disk_bytes / 1024.0 / (double)r->commits,
                (double)r->appends_all / (double)r->commits,
@@ -549,23 +607,23 @@ static void print_tables(const case_result *res, const int *ran) {
     }
     printf("\nREAD  (tr_shard_read from the first record to the last, %u records / %u MiB per "
            "call, page cache warm)\n", READ_MAX_RECORDS, READ_MAX_BYTES / MIB);
-    printf("%-8s %7s %9s | %12s %10s %10s\n", "record", "writers", "recs/call", "records",
+    printf("%-13s %7s %9s | %12s %10s %10s\n", "record", "writers", "recs/call", "records",
            "records/s", "MB/s");
     for (size_t i = 0; i < NCASES; i++) {
         const bench_case *c = &cases[i];
         const case_result *r = &res[i];
         if (!ran[i]) continue;
-        printf("%-8s %7d %9d | %12" PRIu64 " %10.0f %10.1f\n", size_name(c->rec_bytes, sz, sizeof sz),
+        printf("%-13s %7d %9d | %12" PRIu64 " %10.0f %10.1f\n", case_name(c, sz, sizeof sz),
                c->writers, c->per_call, r->read_records,
                (double)r->read_records / r->read_seconds,
                (double)r->read_bytes / 1e6 / r->read_seconds);
     }
 }
 
-static size_t find_case(uint32_t rec_bytes, int writers, int per_call) {
+static size_t find_case(uint32_t rec_bytes, int writers, int per_call, int sealed) {
     for (size_t i = 0; i < NCASES; i++)
         if (cases[i].rec_bytes == rec_bytes && cases[i].writers == writers &&
-            cases[i].per_call == per_call)
+            cases[i].per_call == per_call && cases[i].sealed == sealed)
             return i;
     return NCASES;
 }
@@ -608,7 +666,7 @@ int main(int argc, char **argv) {
         if (any_only && !only[i]) continue;
         char sz[32];
         fprintf(stderr, "log_bench: case %zu: %s x %d writers x %d per call\n", i,
-                size_name(cases[i].rec_bytes, sz, sizeof sz), cases[i].writers,
+                case_name(&cases[i], sz, sizeof sz), cases[i].writers,
                 cases[i].per_call);
         run_case(dir, i, seconds, &res[i]);
         ran[i] = 1;
@@ -616,7 +674,8 @@ int main(int argc, char **argv) {
     print_tables(res, ran);
     printf("\ntotal %.0f s\n", (double)(now_ns() - t0) / 1e9);
 
-    size_t bi = find_case(64 * KIB, 64, 1), si = find_case(100, 64, 500);
+    size_t bi = find_case(64 * KIB, 64, 1, 0), si = find_case(100, 64, 500, 0);
+    size_t ei = find_case(64 * KIB, 64, 1, 1), esi = find_case(100, 64, 500, 1);
     if (bi == NCASES || si == NCASES || !ran[bi] || !ran[si]) return 0;
     const case_result *big = &res[bi], *small = &res[si];
     double big_MBps = (double)big->payload_bytes / 1e6 / big->seconds;
@@ -626,7 +685,22 @@ int main(int argc, char **argv) {
            "100 B x 64 writers x 500/call >= 500000 records/s: %.0f (%s)\n",
            big_MBps / raw_MBps, big_MBps / raw_MBps >= 0.7 ? "met" : "NOT met", small_rps,
            small_rps >= 500000 ? "met" : "NOT met");
-    printf("RESULT log append_64k_MBps=%.1f raw_MBps=%.1f ratio=%.2f small_records_per_s=%.0f\n",
+    /* Sealed over clear: 64 KiB x 64 writers, and 100 B x 64 x 500/call (for the table). */
+    double enc_ratio = -1;
+    if (ei < NCASES && ran[ei]) {
+        double enc_MBps = (double)res[ei].payload_bytes / 1e6 / res[ei].seconds;
+        enc_ratio = enc_MBps / big_MBps;
+        printf("sealed: 64 KiB x 64 writers %.1f MB/s, %.2f of clear (target >= 0.90: %s)",
+               enc_MBps, enc_ratio, enc_ratio >= 0.9 ? "met" : "NOT met");
+        if (esi < NCASES && ran[esi])
+            printf("; 100 B x 64 x 500/call %.0f records/s, %.2f of clear",
+                   (double)res[esi].records / res[esi].seconds,
+                   (double)res[esi].records / res[esi].seconds / small_rps);
+        printf("\n");
+    }
+    printf("RESULT log append_64k_MBps=%.1f raw_MBps=%.1f ratio=%.2f small_records_per_s=%.0f",
            big_MBps, raw_MBps, big_MBps / raw_MBps, small_rps);
+    if (enc_ratio >= 0) printf(" encrypted_ratio=%.2f", enc_ratio);
+    printf("\n");
     return 0;
 }

@@ -25,4 +25,12 @@ int tr_kinesis_new(tr_server *srv, tr_data *data, const tr_kinesis_config *cfg,
 void tr_kinesis_stop(tr_kinesis *k);
 void tr_kinesis_free(tr_kinesis *k);
 
+/* Seals n records of the encrypted stream stream_id (CMK key_id) for the append, as
+ * PutRecord and PutRecords do (api/kinesis_crypto.c): each record's data is replaced by a
+ * malloc'd sealed copy that owned[i] takes (freeing what owned[i] held), and it gets
+ * TR_FLAG_ENCRYPTED. Runs on the caller's thread. Returns TR_OK or the key service's failure
+ * (TR_ENOENT, TR_KMS_EDISABLED, TR_ENOMEM), with the records before the failing one sealed. */
+int tr_kinesis_seal_records(tr_kms *kms, int64_t stream_id, const char *key_id,
+                            tr_record_in *recs, uint8_t **owned, size_t n);
+
 #endif

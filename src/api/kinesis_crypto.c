@@ -48,26 +48,24 @@ static const uint8_t *record_aad(int64_t stream_id, const void *pkey, size_t pke
     return a;
 }
 
-int kin_seal_records(kin_call *c, const tr_data_stream *s, tr_record_in *recs, uint8_t **owned,
-                     size_t n) {
-    tr_kms *kms = c->k->cfg.kms;
-    if (!s->encrypted || kms == NULL) return 0;
+int tr_kinesis_seal_records(tr_kms *kms, int64_t stream_id, const char *key_id,
+                            tr_record_in *recs, uint8_t **owned, size_t n) {
     char purpose[48];
-    snprintf(purpose, sizeof purpose, "kinesis/%lld", (long long)s->id);
+    snprintf(purpose, sizeof purpose, "kinesis/%lld", (long long)stream_id);
     uint8_t stack[AAD_STACK];
     for (size_t i = 0; i < n; i++) {
         tr_record_in *r = &recs[i];
         uint8_t *heap, *out = malloc((size_t)r->data_len + TR_KMS_SEAL_OVERHEAD);
         size_t aad_len = 0;
-        const uint8_t *aad = record_aad(s->id, r->pkey, r->pkey_len, stack, &aad_len, &heap);
+        const uint8_t *aad = record_aad(stream_id, r->pkey, r->pkey_len, stack, &aad_len, &heap);
         int rc = out == NULL || aad == NULL
                      ? TR_ENOMEM
-                     : tr_kms_seal(kms, s->key_id, purpose, aad, aad_len, r->data, r->data_len,
+                     : tr_kms_seal(kms, key_id, purpose, aad, aad_len, r->data, r->data_len,
                                    out);
         free(heap);
         if (rc != TR_OK) {
             free(out);
-            return kin_kms_fail(c, rc, s->key_id);
+            return rc;
         }
         free(owned[i]);
         owned[i] = out;
@@ -75,7 +73,15 @@ int kin_seal_records(kin_call *c, const tr_data_stream *s, tr_record_in *recs, u
         r->data_len += TR_KMS_SEAL_OVERHEAD;
         r->flags |= TR_FLAG_ENCRYPTED;
     }
-    return 0;
+    return TR_OK;
+}
+
+int kin_seal_records(kin_call *c, const tr_data_stream *s, tr_record_in *recs, uint8_t **owned,
+                     size_t n) {
+    tr_kms *kms = c->k->cfg.kms;
+    if (!s->encrypted || kms == NULL) return 0;
+    int rc = tr_kinesis_seal_records(kms, s->id, s->key_id, recs, owned, n);
+    return rc == TR_OK ? 0 : kin_kms_fail(c, rc, s->key_id);
 }
 
 int kin_open_records(tr_kms *kms, const tr_data_stream *s, tr_read_batch *b) {
