@@ -113,6 +113,8 @@ struct tr_server {
     int done;                 /* leave the service loop */
     int64_t drain_deadline_ns;
     int64_t inflight;         /* requests created and not yet finished */
+    struct ev_loop *evloop;   /* the libev loop lws runs on (epoll); NULL: lws's poll() */
+    void *foreign_loops[1];   /* lws keeps the pointer: must live as long as the context */
     tr_authenticate_fn authn; /* NULL: no credentials, every request passes */
     void *authn_ctx;
     tr_authorize_fn authz;
