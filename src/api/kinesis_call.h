@@ -54,6 +54,10 @@ struct kin_call {
      * only its StreamName and StreamARN, and the records are here. */
     int scanned;
     tr_put_body put_body;
+    /* A GetRecords tried on the loop (on_loop) reads nothing there: when there are records
+     * to read it sets to_worker, having changed nothing, and the worker starts over. */
+    int on_loop;
+    int to_worker;
     tr_writer out;             /* the answer's body, when no error */
     int failed;
     int status;                /* HTTP status of an error */

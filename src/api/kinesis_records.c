@@ -739,6 +739,15 @@ static int decode_iterator(kin_call *c, const char *token, tr_iterator *it) {
     }
 }
 
+/* Whether a read from `from` would return records: tr_shard_read starts at the trim horizon
+ * at the earliest and returns what is committed. */
+static int has_records(const tr_data_shard *sh, uint64_t from) {
+    tr_shard_info info;
+    tr_shard_get_info(sh->log, &info);
+    if (from < info.first_seq) from = info.first_seq;
+    return from <= info.last_seq;
+}
+
 void kin_get_records(kin_call *c) {
     const char *token = NULL;
     int64_t limit = MAX_GET_RECORDS;
@@ -760,6 +769,11 @@ void kin_get_records(kin_call *c) {
         return;
     }
     const tr_data_shard *sh = &s->shards[it.shard_index];
+    if (c->on_loop && has_records(sh, it.next_seq)) { /* reading is for the worker */
+        c->to_worker = 1;
+        tr_data_put(s);
+        return;
+    }
     if (c->k->limits != NULL && !kin_limits_read_call(c->k->limits, sh->uid)) {
         kin_fail(c, 400, "ProvisionedThroughputExceededException",
                  "Rate exceeded for shard %s in stream %s under account %s.", sh->id, s->name,
@@ -769,7 +783,10 @@ void kin_get_records(kin_call *c) {
     }
     tr_read_batch b;
     tr_read_batch_init(&b);
-    int rc = tr_shard_read(sh->log, it.next_seq, (size_t)limit, MAX_GET_BYTES, &b);
+    /* On the loop there is nothing to read (has_records said so a moment ago; what has been
+     * committed since waits for the next call, as if this one had come a moment earlier). */
+    int rc = c->on_loop ? TR_OK
+                        : tr_shard_read(sh->log, it.next_seq, (size_t)limit, MAX_GET_BYTES, &b);
     if (rc == TR_OK && (rc = kin_open_records(c->k->cfg.kms, s, &b)) != TR_OK) {
         kin_kms_fail(c, rc, s->key_id);
     } else if (rc != TR_OK) {
