@@ -1,4 +1,5 @@
-/* The KMS API (api/kms.h): decode, validate as AWS does, call the key service, encode. */
+/* The KMS API (api/kms.h): decode, authorize, validate as AWS does, call the key service,
+ * encode. */
 #include "api/kms.h"
 
 #include <openssl/crypto.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "api/aws_json.h"
+#include "net/http.h"
 #include "net/router.h"
 #include "util/error.h"
 #include "util/workpool.h"
@@ -163,6 +165,59 @@ static void fail_kms(kms_call *c, int rc, const char *ref) {
     case TR_KMS_ELIMIT: fail(c, 400, "LimitExceededException", "Too many keys or aliases"); break;
     default: fail(c, 500, "KMSInternalException", "%s", tr_kms_strerror(rc)); break;
     }
+}
+
+/* ---- authorization (docs/security.md), as the Kinesis face does it ---- */
+
+/* kms:<Op> on resource; AccessDeniedException (400, as AWS KMS answers it) when denied. */
+static int authorize(kms_call *c, const char *resource) {
+    char action[64], msg[900];
+    snprintf(action, sizeof action, "kms:%s", c->op->name);
+    if (tr_req_authorize(c->req, action, resource, msg, sizeof msg)) return 0;
+    return fail(c, 400, "AccessDeniedException", "%s", msg);
+}
+
+/* The resource a key reference names: the key's ARN when it names a key (by id, ARN, alias
+ * or alias ARN, as IAM checks the key an alias points to), else the ARN it would have. */
+static void resource_of(kms_call *c, const char *ref, char *out, size_t cap) {
+    tr_kms_key_info *k = malloc(sizeof *k);
+    if (k != NULL && tr_kms_describe(c->a->kms, ref, k) == TR_OK) {
+        snprintf(out, cap, "%s", k->arn);
+    } else if (strncmp(ref, "arn:", 4) == 0) {
+        snprintf(out, cap, "%.1000s", ref);
+    } else {
+        char prefix[96];
+        tr_kms_arn_prefix(c->a->kms, prefix, sizeof prefix);
+        snprintf(out, cap, "%s%s%.1000s", prefix, strncmp(ref, "alias/", 6) == 0 ? "" : "key/",
+                 ref);
+    }
+    free(k);
+}
+
+/* Before the operation: CreateKey, ListKeys and ListAliases on "*"; the others on the key
+ * their KeyId names (CreateAlias: TargetKeyId, and the alias itself, as AWS checks both).
+ * A missing KeyId is left to the operation's validation. Decrypt's key is the ciphertext's:
+ * decrypt() checks it once known (and KeyId here when given). */
+static int authorize_input(kms_call *c) {
+    const char *op = c->op->name;
+    if (strcmp(op, "CreateKey") == 0 || strcmp(op, "ListKeys") == 0 ||
+        strcmp(op, "ListAliases") == 0)
+        return authorize(c, "*");
+    int alias = strcmp(op, "CreateAlias") == 0;
+    const char *ref = json_string_value(json_object_get(c->in, alias ? "TargetKeyId" : "KeyId"));
+    char arn[1200];
+    if (ref != NULL && ref[0] != '\0') {
+        resource_of(c, ref, arn, sizeof arn);
+        if (authorize(c, arn) != 0) return -1;
+    }
+    const char *name = alias ? json_string_value(json_object_get(c->in, "AliasName")) : NULL;
+    if (name != NULL && name[0] != '\0') {
+        char prefix[96];
+        tr_kms_arn_prefix(c->a->kms, prefix, sizeof prefix);
+        snprintf(arn, sizeof arn, "%s%.1000s", prefix, name);
+        if (authorize(c, arn) != 0) return -1;
+    }
+    return 0;
 }
 
 /* ---- answers ---- */
@@ -485,8 +540,10 @@ static void decrypt(kms_call *c) {
         fail_kms(c, rc, ref ? ref : "The key");
         return;
     }
-    if (ref != NULL && (tr_kms_describe(c->a->kms, ref, &want) != TR_OK ||
-                        strcmp(want.id, used.id) != 0)) {
+    if (authorize(c, used.arn) != 0) {
+        /* kms:Decrypt on the key that sealed it: nothing of the plaintext goes out. */
+    } else if (ref != NULL && (tr_kms_describe(c->a->kms, ref, &want) != TR_OK ||
+                               strcmp(want.id, used.id) != 0)) {
         fail(c, 400, "IncorrectKeyException",
              "The key ID in the request does not identify a CMK that can perform this "
              "operation.");
@@ -532,6 +589,7 @@ static void run_on_worker(tr_work *w) {
              c->in == NULL ? err : "The request body is not an object");
         return;
     }
+    if (authorize_input(c) != 0) return;
     c->op->fn(c);
 }
 

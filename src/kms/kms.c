@@ -657,6 +657,10 @@ static cmk *managed_key(tr_kms *k, const char *name) {
     return m;
 }
 
+void tr_kms_arn_prefix(const tr_kms *k, char *out, size_t cap) {
+    snprintf(out, cap, "arn:aws:kms:%s:%s:", k->region, k->account); /* fixed at open */
+}
+
 /* The key a reference names (id, key ARN, alias, alias ARN). */
 static cmk *resolve(tr_kms *k, const char *ref) {
     if (ref == NULL) return NULL;

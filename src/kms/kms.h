@@ -58,6 +58,9 @@ typedef struct tr_kms_config {
 int tr_kms_open(const tr_kms_config *cfg, tr_kms **out, char *err, size_t err_len);
 void tr_kms_close(tr_kms *k);
 
+/* "arn:aws:kms:<region>:<account>:", what this service's key and alias ARNs begin with. */
+void tr_kms_arn_prefix(const tr_kms *k, char *out, size_t cap);
+
 /* Where the root key came from ("file /path", "environment", "made /path"), for the log. */
 const char *tr_kms_root_source(const tr_kms *k);
 

@@ -5,7 +5,8 @@ real server with credentials_file and policy_file (docs/security.md).
 Covers: boto3 and the AWS CLI with real keys (Kinesis, the Video control plane, ListFragments,
 GetMedia, PutMedia signed with UNSIGNED-PAYLOAD); a wrong secret, an unknown key, a tampered
 body, a replay 20 minutes old, no Authorization at all; presigned URLs (valid, then expired);
-policies (AccessDeniedException for Data Streams, NotAuthorizedException for Video); SIGHUP
+policies (AccessDeniedException for Data Streams and KMS, NotAuthorizedException for Video;
+kms:<Op> on the key's ARN, Decrypt on the ciphertext's key); SIGHUP
 adding a key; /health open; the refusals at start (non-loopback without credentials, a
 group/world-readable credentials file); secrets never in the log.
 """
@@ -41,7 +42,9 @@ BIN = os.path.join(os.environ["TR_BUILD_DIR"], "tributary")
 ALICE = ("AKIDALICE0000000001", "alice-secret-Zq9wXv7u")
 BOB = ("AKIDBOB000000000002", "bob-secret-Kp3mNr8t")
 CAROL = ("AKIDCAROL0000000003", "carol-secret-Hy6tRe2w")
-SECRETS = [ALICE[1], BOB[1], CAROL[1]]
+DAVE = ("AKIDDAVE00000000004", "dave-secret-Wm5pLc1x")
+ERIN = ("AKIDERIN00000000005", "erin-secret-Tg8bVn4q")
+SECRETS = [ALICE[1], BOB[1], CAROL[1], DAVE[1], ERIN[1]]
 
 PASSED = 0
 FAILED = 0
@@ -391,11 +394,78 @@ def test_policies():
                "NotAuthorizedException", 401)
 
 
+def test_kms_policies(policy_path):
+    """The KMS face authorizes kms:<Op> as the Kinesis face does: on the key's ARN, "*" for
+    CreateKey, ListKeys and ListAliases; Decrypt on the key the ciphertext names."""
+    if shutil.which("aws"):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=ALICE[0], AWS_SECRET_ACCESS_KEY=ALICE[1])
+        p = subprocess.run(["aws", "--endpoint-url", SRV.url(), "kms", "list-keys"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        check("kinesis:* but no kms:*: aws kms list-keys -> AccessDeniedException",
+              p.returncode != 0 and "AccessDeniedException" in p.stderr and
+              "kms:ListKeys on resource: *" in p.stderr, p.stderr[-300:])
+    else:
+        ok("aws CLI not installed: skipped")
+    ka = client("kms")
+    expect_err("alice (kinesis:*, no kms:*) ListKeys -> 400 AccessDeniedException",
+               lambda: ka.list_keys(), "AccessDeniedException", 400,
+               "User: alice is not authorized to perform: kms:ListKeys on resource: *")
+    expect_err("alice CreateKey -> AccessDeniedException", lambda: ka.create_key(),
+               "AccessDeniedException", 400, "kms:CreateKey on resource: *")
+
+    kd = client("kms", key=DAVE)  # kms:* on "*"
+    a = kd.create_key(Description="erin's")["KeyMetadata"]
+    b = kd.create_key(Description="not erin's")["KeyMetadata"]
+    check("dave (kms:*) CreateKey and ListKeys",
+          {a["KeyId"], b["KeyId"]} <= {k["KeyId"] for k in kd.list_keys()["Keys"]})
+    kd.create_alias(AliasName="alias/erin-a", TargetKeyId=a["KeyId"])
+    blob_a = kd.encrypt(KeyId=a["KeyId"], Plaintext=b"for erin")["CiphertextBlob"]
+    blob_b = kd.encrypt(KeyId=b["KeyId"], Plaintext=b"not for erin")["CiphertextBlob"]
+
+    ke = client("kms", key=ERIN)
+    expect_err("erin without a policy: Decrypt -> AccessDeniedException",
+               lambda: ke.decrypt(CiphertextBlob=blob_a), "AccessDeniedException", 400,
+               f"kms:Decrypt on resource: {a['Arn']}")
+    pol = json.load(open(policy_path))
+    pol["erin"] = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": a["Arn"]}]}
+    json.dump(pol, open(policy_path, "w"))
+    SRV.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    got = None
+    while time.time() < deadline and got is None:
+        try:
+            got = ke.decrypt(CiphertextBlob=blob_a)
+        except ClientError:
+            time.sleep(0.1)
+    check("kms:Decrypt on key A: erin decrypts A's ciphertext",
+          got is not None and got["Plaintext"] == b"for erin" and got["KeyId"] == a["Arn"],
+          str(got))
+    expect_err("erin Decrypt of key B's ciphertext -> AccessDeniedException",
+               lambda: ke.decrypt(CiphertextBlob=blob_b), "AccessDeniedException", 400,
+               f"User: erin is not authorized to perform: kms:Decrypt on resource: {b['Arn']}")
+    expect_err("erin Decrypt of B's ciphertext naming KeyId A -> AccessDeniedException",
+               lambda: ke.decrypt(CiphertextBlob=blob_b, KeyId=a["KeyId"]),
+               "AccessDeniedException", 400, f"kms:Decrypt on resource: {b['Arn']}")
+    expect_err("erin Encrypt under A (only Decrypt allowed) -> AccessDeniedException",
+               lambda: ke.encrypt(KeyId="alias/erin-a", Plaintext=b"x"),
+               "AccessDeniedException", 400, f"kms:Encrypt on resource: {a['Arn']}")
+    expect_err("erin DescribeKey A -> AccessDeniedException",
+               lambda: ke.describe_key(KeyId=a["Arn"]), "AccessDeniedException", 400,
+               "kms:DescribeKey")
+    expect_err("erin ListKeys -> AccessDeniedException", lambda: ke.list_keys(),
+               "AccessDeniedException", 400, "kms:ListKeys on resource: *")
+    expect_err("erin may not create an alias on A",
+               lambda: ke.create_alias(AliasName="alias/erin-b", TargetKeyId=a["KeyId"]),
+               "AccessDeniedException", 400, "kms:CreateAlias")
+
+
 def test_reload(workdir, cred_path, policy_path):
     kc = client("kinesis", key=CAROL)
     expect_err("carol is unknown before the reload", lambda: kc.list_streams(),
                "UnrecognizedClientException")
-    write_creds(cred_path, [ALICE + ("alice",), BOB + ("bob",), CAROL + ("carol",)])
+    write_creds(cred_path, [ALICE + ("alice",), BOB + ("bob",), CAROL + ("carol",),
+                            DAVE + ("dave",), ERIN + ("erin",)])
     pol = json.load(open(policy_path))
     pol["carol"] = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "kinesis:List*", "Resource": "*"}]}
@@ -451,7 +521,8 @@ def main():
     try:
         cred_path = os.path.join(workdir, "credentials")
         policy_path = os.path.join(workdir, "policy.json")
-        write_creds(cred_path, [ALICE + ("alice",), BOB + ("bob",)])
+        write_creds(cred_path, [ALICE + ("alice",), BOB + ("bob",), DAVE + ("dave",),
+                                ERIN + ("erin",)])
         policies = {
             "alice": {"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": ["kinesis:*", "kinesisvideo:*"], "Resource": "*"},
@@ -462,6 +533,8 @@ def main():
                                                "kinesisvideo:Describe*",
                                                "kinesisvideo:GetDataEndpoint"],
                  "Resource": "*"}]},
+            "dave": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]},
         }
         with open(policy_path, "w") as f:
             json.dump(policies, f)
@@ -473,6 +546,10 @@ def main():
                 t()
             except Exception:  # noqa: BLE001
                 bad(t.__name__, traceback.format_exc())
+        try:
+            test_kms_policies(policy_path)
+        except Exception:  # noqa: BLE001
+            bad("test_kms_policies", traceback.format_exc())
         try:
             test_reload(workdir, cred_path, policy_path)
         except Exception:  # noqa: BLE001
