@@ -29,6 +29,8 @@ struct kvs_ingest {
     int64_t fragment_start_ms;   /* server time the current cluster began */
     int64_t last_data_ms, last_idle_ms;
     int pending;                 /* fragments being appended */
+    size_t pending_bytes;        /* their size */
+    int paused;                  /* the transport was told to stop reading the body */
     int failed;                  /* an ERROR ack went out: the rest of the body is dropped */
     int body_done;
     int closed;                  /* the transport went away */
@@ -114,10 +116,24 @@ static void fail(kvs_ingest *ps, int error_id) {
 
 /* ---- fragments to the store ---- */
 
+/* Backpressure: a session that queued too much for the store stops reading its body, so a
+ * slow disk bounds memory instead of queueing fragments without limit. */
+static void update_pause(kvs_ingest *ps) {
+    int over = ps->pending >= KVS_INGEST_MAX_PENDING ||
+               ps->pending_bytes >= KVS_INGEST_MAX_PENDING_BYTES;
+    if (over == ps->paused || ps->closed || ps->sink->pause == NULL) return;
+    ps->paused = over;
+    /* Quiet because paused is not idle: the idle clock starts again when reading does. */
+    if (!over) ps->last_data_ms = ps->last_idle_ms = now_ms();
+    ps->sink->pause(ps->sink_ctx, over);
+}
+
 static void persisted_on_loop(tr_task *t) {
     put_fragment *pf = (put_fragment *)t;
     kvs_ingest *ps = pf->ps;
     ps->pending--;
+    ps->pending_bytes -= pf->rec.data_len;
+    update_pause(ps);
     if (pf->status == TR_OK) {
         char number[TR_FRAGMENT_NUMBER_DIGITS + 1];
         tr_fragment_number((uint64_t)ps->s->id, pf->seq, number);
@@ -212,6 +228,8 @@ static int on_fragment(void *ctx, const tr_mkv_fragment *f) {
         return TR_KVS_ARCHIVAL_ERROR;
     }
     ps->pending++;
+    ps->pending_bytes += size;
+    update_pause(ps);
     return 0;
 }
 
@@ -304,7 +322,7 @@ void kvs_ingest_tick(tr_kvs_media *k, int64_t now) {
     int64_t idle_ack = k->cfg.idle_ack_ms > 0 ? k->cfg.idle_ack_ms : IDLE_ACK_MS;
     int64_t idle_close = k->cfg.idle_close_ms > 0 ? k->cfg.idle_close_ms : IDLE_CLOSE_MS;
     for (kvs_ingest *ps = k->sessions; ps != NULL; ps = ps->next) {
-        if (ps->closed || ps->ended || ps->failed) continue;
+        if (ps->closed || ps->ended || ps->failed || ps->paused) continue;
         if (now - ps->last_data_ms >= idle_close || tr_server_stopping(k->srv)) {
             ps->body_done = 1;
             maybe_end(ps);

@@ -26,7 +26,14 @@ typedef struct kvs_ingest_sink {
     void (*ack)(void *ctx, const char *line, size_t len);
     /* No more acks will come: end the answer. */
     void (*end)(void *ctx);
+    /* Backpressure (optional): 1 when too much of the session waits for the store (more
+     * than KVS_INGEST_MAX_PENDING fragments or KVS_INGEST_MAX_PENDING_BYTES): stop reading
+     * the body; 0 when appends completed: read again. */
+    void (*pause)(void *ctx, int pause);
 } kvs_ingest_sink;
+
+#define KVS_INGEST_MAX_PENDING 4
+#define KVS_INGEST_MAX_PENDING_BYTES (64u << 20)
 
 /* The headers (or query parameters) of a PutMedia, checked. */
 typedef struct kvs_ingest_params {

@@ -13,8 +13,10 @@
 static void http_begin(void *ctx) { tr_resp_start(ctx, 200, "application/json"); }
 static void http_ack(void *ctx, const char *line, size_t len) { tr_resp_write(ctx, line, len); }
 static void http_end(void *ctx) { tr_resp_end(ctx); }
+static void http_pause(void *ctx, int pause) { tr_req_pause_body(ctx, pause); }
 
-static const kvs_ingest_sink http_sink = {.begin = http_begin, .ack = http_ack, .end = http_end};
+static const kvs_ingest_sink http_sink = {.begin = http_begin, .ack = http_ack, .end = http_end,
+                                          .pause = http_pause};
 
 static int on_headers(tr_req *req, void *ctx) {
     tr_kvs_media *k = ctx;

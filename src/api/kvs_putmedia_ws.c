@@ -42,7 +42,10 @@ static void ws_ack(void *ctx, const char *line, size_t len) {
 
 static void ws_end(void *ctx) { tr_ws_close(ctx, TR_WS_NORMAL, ""); }
 
-static const kvs_ingest_sink ws_sink = {.begin = ws_begin, .ack = ws_ack, .end = ws_end};
+static void ws_pause(void *ctx, int pause) { tr_ws_pause(ctx, pause); }
+
+static const kvs_ingest_sink ws_sink = {.begin = ws_begin, .ack = ws_ack, .end = ws_end,
+                                        .pause = ws_pause};
 
 /* A query parameter, else the header the HTTP PutMedia takes. */
 static const char *param(tr_ws *ws, const char *name, const char *header) {

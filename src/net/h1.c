@@ -202,6 +202,7 @@ static void want_writable(tr_h1_conn *c) {
  * the peer's FIN; reads again otherwise (lingering drains input). */
 static void update_rx(tr_h1_conn *c) {
     int off = c->peer_eof;
+    if (!off && c->state == H1_BODY && c->req != NULL && c->req->body_paused) off = 1;
     if (!off && c->state == H1_BODY) off = queued(c) > (c->rx_off ? H1_OUT_LOW : H1_OUT_HIGH);
     if (off == c->rx_off) return;
     c->rx_off = off;
@@ -448,6 +449,7 @@ int tr_h1_on_readable(tr_h1_conn *c) {
         c->in_recv = 0;
         if (req != NULL) tr_req_unref(req);
         if (c->dead) return -1;
+        if (c->req != NULL && c->req->body_paused) break; /* flush pauses reading */
         if ((size_t)n < sizeof buf) break;
     }
     return flush(c);
@@ -464,6 +466,12 @@ void tr_h1_resume(tr_req *req) {
     tr_h1_conn *c = req->h1c;
     if (c == NULL || c->in_recv || c->in_flush) return; /* they flush when they finish */
     lws_callback_on_writable(c->wsi);
+}
+
+void tr_h1_pause_body(tr_req *req) {
+    tr_h1_conn *c = req->h1c;
+    if (c == NULL || c->in_recv || c->in_flush) return; /* they update reading at their end */
+    update_rx(c);
 }
 
 void tr_h1_unlink(tr_req *req) {

@@ -35,6 +35,8 @@ struct tr_h2_stream {
     int deferred;               /* the data provider waits for tr_resp_write/end */
     int drain_due;              /* call the handler's on_drain after this send */
     int end_sent;               /* END_STREAM went out */
+    size_t unconsumed;          /* DATA bytes read while the body is paused: their window is
+                                 * given back when it resumes (or the stream ends) */
 };
 
 struct tr_h2_conn {
@@ -65,7 +67,18 @@ static void stream_unlink(tr_h2_stream *st) {
 }
 
 /* The request dies with its stream (peer reset, connection closed, or fully answered). */
+/* Gives the window of the DATA held back while paused back to the peer. */
+static void release_window(tr_h2_stream *st, int stream_open) {
+    if (st->unconsumed == 0) return;
+    if (stream_open)
+        nghttp2_session_consume(st->conn->ng, st->id, st->unconsumed);
+    else
+        nghttp2_session_consume_connection(st->conn->ng, st->unconsumed);
+    st->unconsumed = 0;
+}
+
 static void stream_end(tr_h2_stream *st) {
+    release_window(st, 0);
     stream_unlink(st);
     tr_req *req = st->req;
     st->req = NULL;
@@ -247,8 +260,21 @@ void tr_h2_resume(tr_req *req) {
 }
 
 void tr_h2_unlink(tr_req *req) {
-    if (req->h2s != NULL) req->h2s->req = NULL;
+    tr_h2_stream *st = req->h2s;
     req->h2s = NULL;
+    if (st == NULL) return;
+    st->req = NULL;
+    if (st->unconsumed > 0) {
+        release_window(st, 1);
+        want_send(st->conn);
+    }
+}
+
+void tr_h2_pause_body(tr_req *req) {
+    tr_h2_stream *st = req->h2s;
+    if (st == NULL || req->body_paused || st->unconsumed == 0) return;
+    release_window(st, 1); /* resumed: the WINDOW_UPDATE lets the peer send again */
+    want_send(st->conn);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -359,11 +385,19 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *user) {
-    (void)ng;
     (void)flags;
     tr_h2_conn *c = user;
     tr_h2_stream *st = stream_of(c, id);
-    if (st == NULL || st->req == NULL) return 0;
+    /* The window is ours to give back (NO_AUTO_WINDOW_UPDATE): at once, unless the request
+     * paused its body; then when it resumes. */
+    if (st == NULL || st->req == NULL) {
+        nghttp2_session_consume(ng, id, len);
+        return 0;
+    }
+    if (st->req->body_paused)
+        st->unconsumed += len;
+    else
+        nghttp2_session_consume(ng, id, len);
     if (tr_req_on_body(st->req, data, len) != 0) reset(c, id, NGHTTP2_INTERNAL_ERROR);
     return 0;
 }
@@ -417,7 +451,8 @@ int tr_h2_start(tr_server *s, struct lws *wsi) {
     c->wsi = wsi;
     c->fd = (int)lws_get_socket_fd(wsi);
     nghttp2_option *opt = NULL;
-    if (nghttp2_option_new(&opt) != 0 || nghttp2_session_server_new2(&c->ng, cbs, c, opt) != 0) {
+    if (nghttp2_option_new(&opt) == 0) nghttp2_option_set_no_auto_window_update(opt, 1);
+    if (opt == NULL || nghttp2_session_server_new2(&c->ng, cbs, c, opt) != 0) {
         nghttp2_option_del(opt);
         free(c);
         return -1;

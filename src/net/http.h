@@ -64,6 +64,11 @@ int tr_req_is_tls(const tr_req *req);
 
 /* Switches to streaming-body mode: only from on_headers. */
 void tr_req_stream_body(tr_req *req);
+/* Backpressure on a streamed body: with pause=1 the connection (HTTP/1.1) or the stream
+ * (HTTP/2: its flow-control window is not given back) is not read any more, so the peer
+ * stops sending; with 0 reading goes on. Bytes already read may still reach on_body after a
+ * pause (at most one read, 64 KiB). No-op on a dead request. */
+void tr_req_pause_body(tr_req *req, int pause);
 
 /* The operation label used in metrics and logs. Defaults to the X-Amz-Target operation (the
  * part after the '.') or the route's path pattern; a handler may set a better one (copied). */

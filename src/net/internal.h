@@ -64,6 +64,7 @@ struct tr_req {
     tr_chunked dechunk;
     int body_done;
     int dispatched;           /* on_request called */
+    int body_paused;          /* tr_req_pause_body: the body is not read */
     uint64_t body_limit;
     uint8_t *body;
     size_t body_len, body_cap;
@@ -173,6 +174,7 @@ void tr_h2_on_close(tr_h2_conn *c);
 void tr_h2_submit(tr_req *req);          /* the answer is set: send HEADERS, then DATA */
 void tr_h2_resume(tr_req *req);          /* more streamed body, or its end */
 void tr_h2_unlink(tr_req *req);          /* the request dies before its stream */
+void tr_h2_pause_body(tr_req *req);      /* req->body_paused changed */
 
 /* h1.c: HTTP/1.1 uploads (POST /putMedia) on the plain port, read by our own reader on a
  * raw lws descriptor: lws 4.1 ends a body without Content-Length at 100 MiB and drops an
@@ -184,6 +186,7 @@ int tr_h1_on_writeable(tr_h1_conn *c);   /* 0, or -1 to close */
 void tr_h1_on_close(tr_h1_conn *c);
 void tr_h1_resume(tr_req *req);          /* an answer was set, or more of it, or its end */
 void tr_h1_unlink(tr_req *req);          /* the request dies before its connection */
+void tr_h1_pause_body(tr_req *req);      /* req->body_paused changed */
 
 /* tls.c: TLS terminated with OpenSSL; each connection is bridged into the plain path. */
 /* Loads the certificate (chain) and key. Returns 0, or -1 with a message in err. */

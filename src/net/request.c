@@ -373,6 +373,19 @@ void tr_req_stream_body(tr_req *req) {
     if (req->handler != NULL && req->handler->on_body != NULL) req->stream_body = 1;
 }
 
+void tr_req_pause_body(tr_req *req, int pause) {
+    pause = pause != 0;
+    if (req->body_paused == pause) return;
+    req->body_paused = pause;
+    if (req->wsi == NULL) return; /* dead */
+    if (req->h2s != NULL)
+        tr_h2_pause_body(req);
+    else if (req->h1c != NULL)
+        tr_h1_pause_body(req);
+    else if (!req->body_done)
+        lws_rx_flow_control(req->wsi, !pause); /* lws's HTTP/1.1 (a keep-alive connection) */
+}
+
 void tr_req_set_operation(tr_req *req, const char *op) {
     snprintf(req->op, sizeof req->op, "%s", op);
 }

@@ -307,6 +307,10 @@ void tr_ws_set_user(tr_ws *ws, void *user) { ws->user = user; }
 void *tr_ws_user(const tr_ws *ws) { return ws->user; }
 int tr_ws_alive(const tr_ws *ws) { return ws->wsi != NULL; }
 size_t tr_ws_pending(const tr_ws *ws) { return ws->pending; }
+
+void tr_ws_pause(tr_ws *ws, int pause) {
+    if (ws->wsi != NULL) lws_rx_flow_control(ws->wsi, !pause);
+}
 tr_req *tr_ws_request(tr_ws *ws) { return ws->opening ? ws->req : NULL; }
 
 const char *tr_ws_param(const tr_ws *ws, const char *name) {

@@ -104,6 +104,9 @@ int tr_ws_send(tr_ws *ws, const void *data, size_t len, int binary);
 int tr_ws_close(tr_ws *ws, int status, const char *reason);
 /* Bytes queued and not yet handed to the socket: a producer paces itself on it. */
 size_t tr_ws_pending(const tr_ws *ws);
+/* Backpressure on what comes in: with pause=1 the connection is not read any more (lws rx
+ * flow control), so the peer stops sending; 0 reads again. No-op on a dead tr_ws. */
+void tr_ws_pause(tr_ws *ws, int pause);
 
 /* ---- state ---- */
 

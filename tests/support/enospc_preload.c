@@ -12,7 +12,11 @@
  *                the next one fails with ENOSPC, as on a disk that fills up. < 0: no limit
  *   sync_errno   when not 0, fsync and fdatasync fail with this errno (EIO, ENOSPC)
  *
- * Writes that fail or are cut short by the budget never reach the file. */
+ * Writes that fail or are cut short by the budget never reach the file.
+ *
+ * A slow disk, for a whole program (a server) that cannot call enospc_preload_set: with
+ * ENOSPC_PRELOAD_SYNC_DELAY_MS=N in the environment every fsync and fdatasync sleeps N ms
+ * first (any file). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -23,6 +27,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 void enospc_preload_set(const char *dir, long long write_budget, int sync_errno);
@@ -32,6 +37,7 @@ static char fault_dir[PATH_MAX];
 static size_t fault_dir_len; /* 0: no faults */
 static long long budget = -1;
 static int sync_err;
+static long sync_delay_ms; /* ENOSPC_PRELOAD_SYNC_DELAY_MS */
 
 void enospc_preload_set(const char *dir, long long write_budget, int sync_errno) {
     pthread_mutex_lock(&mu);
@@ -71,6 +77,8 @@ __attribute__((constructor)) static void resolve_real(void) {
     real_pwritev64 = (ssize_t(*)(int, const struct iovec *, int, off_t))next_fn("pwritev64");
     real_fsync = (int (*)(int))next_fn("fsync");
     real_fdatasync = (int (*)(int))next_fn("fdatasync");
+    const char *d = getenv("ENOSPC_PRELOAD_SYNC_DELAY_MS");
+    if (d != NULL) sync_delay_ms = atol(d);
 }
 
 /* Whether fd names a file under the fault directory. Called with mu held. */
@@ -105,6 +113,11 @@ static ssize_t admit_write(int fd, size_t len) {
 }
 
 static int admit_sync(int fd) {
+    if (sync_delay_ms > 0) {
+        struct timespec ts = {sync_delay_ms / 1000, (sync_delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     pthread_mutex_lock(&mu);
     int err = sync_err && fd_in_scope(fd) ? sync_err : 0;
     pthread_mutex_unlock(&mu);
