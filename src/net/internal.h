@@ -18,6 +18,10 @@
 #define TR_OP_MAX 64
 #define TR_ERRTYPE_MAX 64
 #define TR_WRITE_CHUNK 16384       /* one lws_write; an HTTP/2 DATA frame's default max */
+/* One lws_write of an HTTP/1.1 answer sent whole (lws keeps what the socket does not take and
+ * sends it before the next WRITEABLE): 16 KiB pieces made a 500 KB GetRecords answer wait
+ * through 30 turns of a busy loop, the readers' largest share of the visible latency. */
+#define TR_WRITE_WHOLE (256 * 1024)
 #define TR_DRAIN_LOW_WATER 65536   /* on_drain fires when a stream's queue falls below this */
 
 typedef struct tr_kv {

@@ -9,8 +9,8 @@
 #include "net/internal.h"
 #include "util/error.h"
 
-/* Room for LWS_PRE, a chunk-size line, one chunk and its CRLF. */
-static unsigned char scratch[LWS_PRE + 32 + TR_WRITE_CHUNK + 2];
+/* Room for LWS_PRE, a chunk-size line, one piece and its CRLF. */
+static unsigned char scratch[LWS_PRE + 32 + TR_WRITE_WHOLE + 2];
 
 void tr_kv_free_all(tr_kv *kv) {
     while (kv != NULL) {
@@ -186,7 +186,8 @@ static int write_headers(tr_req *req) {
  * response. Returns 0 or -1. */
 static int write_piece(tr_req *req, int *final) {
     size_t n = req->out_len - req->out_off;
-    if (n > TR_WRITE_CHUNK) n = TR_WRITE_CHUNK;
+    size_t most = req->streaming || req->h2 ? TR_WRITE_CHUNK : TR_WRITE_WHOLE;
+    if (n > most) n = most;
     lws_fileofs_t allow = lws_get_peer_write_allowance(req->wsi);
     if (allow == 0) return 0; /* h2 flow-control window closed: lws calls back on update */
     if (allow > 0 && (lws_fileofs_t)n > allow) n = (size_t)allow;
