@@ -1,6 +1,6 @@
-/* MD5 (RFC 1321) of one buffer. Kinesis routes a record by the MD5 of its partition key;
- * OpenSSL's EVP_Digest spent more time setting up and tearing down a context for each short
- * key (a tenth of a PutRecords call's CPU) than hashing it. Not for security. */
+/* MD5 (RFC 1321) of one buffer, by OpenSSL. Kinesis routes a record by the MD5 of its
+ * partition key; EVP_Digest spent more time setting up and tearing down a context for each
+ * short key (a tenth of a PutRecords call's CPU) than hashing it. Not for security. */
 #ifndef TR_UTIL_MD5_H
 #define TR_UTIL_MD5_H
 
