@@ -42,7 +42,7 @@ struct put_state {
     uint8_t **owned;      /* decoded blobs */
     const tr_data_shard **shard;
     tr_hashkey *hk;       /* each record's hash key, to route it again */
-    uint8_t *todo;        /* records the next put_start appends */
+    uint8_t *to_append;        /* records the next put_start appends */
     uint64_t *seq;
     int *status;
     put_group *groups;
@@ -72,7 +72,7 @@ static void put_state_free(void *arg) {
     free(p->recs);
     free(p->shard);
     free(p->hk);
-    free(p->todo);
+    free(p->to_append);
     free(p->seq);
     free(p->status);
     tr_data_put(p->s);
@@ -92,11 +92,11 @@ static put_state *put_state_new(kin_call *c, tr_data_stream *s, size_t n, int ba
     p->owned = calloc(n, sizeof *p->owned);
     p->shard = calloc(n, sizeof *p->shard);
     p->hk = calloc(n, sizeof *p->hk);
-    p->todo = calloc(n, sizeof *p->todo);
+    p->to_append = calloc(n, sizeof *p->to_append);
     p->seq = calloc(n, sizeof *p->seq);
     p->status = calloc(n, sizeof *p->status);
     p->groups = calloc(n, sizeof *p->groups);
-    if (!p->recs || !p->owned || !p->shard || !p->hk || !p->todo || !p->seq || !p->status ||
+    if (!p->recs || !p->owned || !p->shard || !p->hk || !p->to_append || !p->seq || !p->status ||
         !p->groups)
         return NULL;
     return p;
@@ -166,7 +166,7 @@ static int read_record(kin_call *c, put_state *p, size_t i, const tr_put_rec *r,
                                 .ehk = ehk_s, .ehk_len = ehk_s ? (uint32_t)r->ehk_len : 0,
                                 .data = r->data, .data_len = (uint32_t)len};
     p->hk[i] = hk;
-    p->todo[i] = 1;
+    p->to_append[i] = 1;
     p->shard[i] = tr_data_route(p->s, hk);
     if (p->shard[i] == NULL)
         p->status[i] = TR_ECLOSED; /* mid-reshard: routed again */
@@ -330,7 +330,7 @@ static int put_start(put_state *p, int hold);
 static void reroute_on_worker(tr_work *w) {
     kin_call *c = (kin_call *)w;
     put_state *p = c->op_state;
-    for (size_t i = 0; i < p->n; i++) p->todo[i] = 0;
+    for (size_t i = 0; i < p->n; i++) p->to_append[i] = 0;
     tr_data_wait_settled(c->k->data);
     tr_data_stream *s = tr_data_get_by_id(c->k->data, p->s->id);
     if (s == NULL) { /* deleted meanwhile */
@@ -348,7 +348,7 @@ static void reroute_on_worker(tr_work *w) {
             p->status[i] = KIN_THROTTLED;
         } else {
             p->status[i] = TR_OK;
-            p->todo[i] = 1;
+            p->to_append[i] = 1;
         }
     }
     tr_data_put(p->s);
@@ -359,7 +359,7 @@ static void reroute_done_on_loop(tr_task *t) {
     kin_call *c = (kin_call *)((char *)t - offsetof(tr_work, done));
     put_state *p = c->op_state;
     size_t n = 0;
-    for (size_t i = 0; i < p->n; i++) n += p->todo[i];
+    for (size_t i = 0; i < p->n; i++) n += p->to_append[i];
     if (n == 0) {
         put_answer(p);
     } else if (put_start(p, 0) != TR_OK) {
@@ -407,7 +407,7 @@ static void on_appended(void *ctx, int status, uint64_t first_seq, int64_t arriv
 static int put_start(put_state *p, int hold) {
     free_groups(p);
     for (size_t i = 0; i < p->n; i++) {
-        if (!p->todo[i] || p->status[i] != TR_OK) continue; /* done, unroutable, throttled */
+        if (!p->to_append[i] || p->status[i] != TR_OK) continue; /* done, unroutable, throttled */
         put_group *g = NULL;
         for (size_t k = 0; k < p->ngroups; k++)
             if (p->groups[k].shard == p->shard[i]) g = &p->groups[k];
